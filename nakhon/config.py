@@ -1,0 +1,138 @@
+"""Every setting Nakhon reads, declared once: name, type, default and description.
+
+Settings come from environment variables named ``NAKHON_<NAME>``. ``docs/settings.md`` is
+generated from :data:`SETTINGS` (``nakhon settings --markdown``) and a test fails when the two
+drift apart, so a setting cannot exist without documentation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting."""
+
+    name: str
+    type: type
+    default: Any
+    description: str
+
+    @property
+    def env(self) -> str:
+        return f"NAKHON_{self.name.upper()}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", Path, Path("./nakhon-data"),
+            "Directory for the embedded SQLite database and other local state."),
+    Setting("database_url", str, "",
+            "Storage engine. Empty: SQLite file `nakhon.db` in the data directory. "
+            "`sqlite:///path/to/file.db` or `postgresql://user@host:port/db` (PostGIS needed)."),
+    Setting("host", str, "127.0.0.1", "Address `nakhon serve` listens on."),
+    Setting("port", int, 8000, "TCP port `nakhon serve` listens on."),
+    Setting("auth", str, "on",
+            "`on`: writes need a credential (Bearer token or `X-API-Key`). `off`: no "
+            "authentication at all, for closed networks and conformance testing; the server "
+            "warns loudly at start."),
+    Setting("anonymous_read", bool, True,
+            "Default for tenants without their own setting: may anonymous clients read?"),
+    Setting("max_limit", int, 1000,
+            "Largest `limit` a query may ask for; above it the answer is TooManyResults."),
+    Setting("default_limit", int, 20, "Page size when a query gives no `limit`."),
+    Setting("max_body_bytes", int, 1_048_576,
+            "Largest request body accepted; larger bodies get 413 with ProblemDetails."),
+    Setting("context_fetch_timeout", float, 5.0,
+            "Seconds to wait for a remote @context before LdContextNotAvailable."),
+    Setting("context_max_bytes", int, 1_048_576, "Largest remote @context accepted, in bytes."),
+    Setting("context_cache_ttl", float, 3600.0,
+            "Seconds a fetched remote @context is kept before it is fetched again."),
+    Setting("write_batch_max", int, 512,
+            "Most write operations the writer commits in one transaction (group commit)."),
+    Setting("log_level", str, "info", "Log level: debug, info, warning or error."),
+    Setting("log_format", str, "console", "`console` for people, `json` for log collectors."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def _coerce(setting: Setting, raw: str) -> Any:
+    if setting.type is bool:
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{setting.env}: expected true/false, got {raw!r}")
+    try:
+        return setting.type(raw)
+    except ValueError as exc:
+        raise ValueError(f"{setting.env}: expected {setting.type.__name__}, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings; build with :func:`load_settings`."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def replace(self, **changes: Any) -> Settings:
+        unknown = set(changes) - set(_BY_NAME)
+        if unknown:
+            raise KeyError(f"unknown settings: {sorted(unknown)}")
+        return Settings({**self.values, **changes})
+
+    @property
+    def auth_enabled(self) -> bool:
+        return str(self.values["auth"]).lower() not in ("off", "0", "false", "no")
+
+    @property
+    def resolved_database_url(self) -> str:
+        url = str(self.values["database_url"])
+        if url:
+            return url
+        return f"sqlite:///{Path(self.values['data_dir']) / 'nakhon.db'}"
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``env`` (default: the process environment), then apply overrides."""
+    source = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        raw = source.get(s.env)
+        values[s.name] = s.default if raw is None or raw == "" else _coerce(s, raw)
+    for key, value in overrides.items():
+        if key not in _BY_NAME:
+            raise KeyError(f"unknown setting {key}")
+        if value is not None:
+            values[key] = value
+    if str(values["auth"]).lower() not in ("on", "off"):
+        raise ValueError("NAKHON_AUTH must be 'on' or 'off'")
+    return Settings(values)
+
+
+def settings_markdown() -> str:
+    """The settings reference, as Markdown (the content of docs/settings.md)."""
+    lines = [
+        "# Settings",
+        "",
+        "Generated from `nakhon/config.py` by `nakhon settings --markdown`; do not edit by hand.",
+        "",
+        "| Environment variable | Type | Default | Description |",
+        "| --- | --- | --- | --- |",
+    ]
+    for s in SETTINGS:
+        default = "(empty)" if s.default == "" else f"`{s.default}`"
+        lines.append(f"| `{s.env}` | {s.type.__name__} | {default} | {s.description} |")
+    return "\n".join(lines) + "\n"
