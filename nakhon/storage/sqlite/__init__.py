@@ -1,0 +1,5 @@
+"""The embedded SQLite storage engine."""
+
+from nakhon.storage.sqlite.engine import SqliteStorage
+
+__all__ = ["SqliteStorage"]

@@ -1,0 +1,141 @@
+"""create_app(): the ASGI application with every capability mounted."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from nakhon import admin_api
+from nakhon.broker.api import batch, contexts_api, discovery, entities
+from nakhon.broker.api.http import problem_response
+from nakhon.broker.api.state import ApiState
+from nakhon.broker.jsonld import ContextResolver, KvContextStore
+from nakhon.broker.service import Broker
+from nakhon.config import Settings, load_settings
+from nakhon.core.auth import SYSTEM, Access
+from nakhon.core.errors import (
+    BadRequestData,
+    InternalError,
+    InvalidRequest,
+    NgsiError,
+    OperationNotSupported,
+    ResourceNotFound,
+)
+from nakhon.core.logs import get_logger
+from nakhon.storage import storage_for
+
+log = get_logger("nakhon.app")
+ADMIN_TOKEN_FILE = "admin-token"
+
+
+async def _ngsi_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, NgsiError)
+    return problem_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error: NgsiError
+    if exc.status_code == 404:
+        error = ResourceNotFound(f"No resource at {request.url.path}.")
+    elif exc.status_code == 405:
+        error = OperationNotSupported(f"{request.method} is not supported on {request.url.path}.")
+        response = problem_response(error)
+        response.status_code = 405
+        return response
+    elif exc.status_code < 500:
+        error = InvalidRequest(str(exc.detail))
+    else:
+        error = InternalError(str(exc.detail))
+    response = problem_response(error)
+    response.status_code = exc.status_code
+    return response
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, (UnicodeDecodeError, ValueError)) and not isinstance(exc, NgsiError):
+        # Undecodable query strings and the like are the client's mistake.
+        return problem_response(BadRequestData(f"Malformed request: {exc}"))
+    log.exception("unhandled error", path=request.url.path, method=request.method)
+    return problem_response(InternalError("An internal error occurred; it has been logged."))
+
+
+async def bootstrap_admin(access: Access, data_dir: Path) -> Path | None:
+    """First start with authentication on: create an admin credential and say where it is."""
+    if not access.enabled or await access.has_admin():
+        return None
+    token = await access.create_credential(SYSTEM, "first-admin", "admin", None)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / ADMIN_TOKEN_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    log.warning(
+        "first admin credential created",
+        file=str(path),
+        hint="send it as 'Authorization: Bearer <token>'; create more with "
+        "POST /nakhon/v1/admin/credentials or `nakhon credentials create`",
+    )
+    return path
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The Nakhon ASGI app. Storage opens and closes with the app's lifespan."""
+    settings = settings or load_settings()
+    storage = storage_for(settings.resolved_database_url, write_batch_max=settings.write_batch_max)
+    access = Access(storage, enabled=settings.auth_enabled, anonymous_read=settings.anonymous_read)
+    resolver = ContextResolver(
+        timeout=settings.context_fetch_timeout,
+        max_bytes=settings.context_max_bytes,
+        ttl=settings.context_cache_ttl,
+        store=KvContextStore(storage),
+    )
+    broker = Broker(storage, access, max_limit=settings.max_limit)
+    api = ApiState(settings, broker, access, resolver)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await storage.open()
+        if not settings.auth_enabled:
+            log.warning(
+                "AUTHENTICATION IS OFF (NAKHON_AUTH=off): anyone who reaches this server can "
+                "read and write every tenant. Use only on closed networks or for conformance tests."
+            )
+        await bootstrap_admin(access, Path(settings.data_dir))
+        try:
+            yield
+        finally:
+            await storage.close()
+
+    async def health(request: Request) -> Response:
+        return Response('{"status":"ok"}', media_type="application/json")
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        *entities.routes,
+        *batch.routes,
+        *discovery.routes,
+        *contexts_api.routes,
+        *admin_api.routes,
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            NgsiError: _ngsi_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )
+    app.state.api = api
+    app.state.storage = storage
+    app.state.settings = settings
+    return app

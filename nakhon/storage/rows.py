@@ -1,0 +1,70 @@
+"""Entity ↔ row helpers shared by the storage engines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from nakhon.broker.model import Entity, Instance
+from nakhon.storage.base import Outcome
+
+
+def utc_now() -> str:
+    """The current time as NGSI-LD DateTime text (UTC, milliseconds, ``Z``)."""
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def dump_doc(entity: Entity) -> bytes:
+    """The JSON document stored for an entity."""
+    return orjson.dumps({"attrs": entity.attrs})
+
+
+def entity_from_row(
+    entity_id: str,
+    types: list[str],
+    scopes: list[str] | None,
+    created_at: str,
+    modified_at: str,
+    doc: dict[str, Any],
+) -> Entity:
+    """Rebuild an Entity from its stored columns."""
+    return Entity(entity_id, types, doc.get("attrs", {}), scopes, created_at, modified_at)
+
+
+def geo_values(entity: Entity | None) -> list[tuple[str, Any]]:
+    """Every (attribute IRI, GeoJSON geometry) of an entity's GeoProperty instances."""
+    if entity is None:
+        return []
+    found: list[tuple[str, Any]] = []
+    for iri, instances in entity.attrs.items():
+        for inst in instances:
+            if inst.get("type") == "GeoProperty" and isinstance(inst.get("value"), dict):
+                found.append((iri, inst["value"]))
+    return found
+
+
+def history_rows(
+    tenant: str, entity_id: str, outcome: Outcome
+) -> Iterator[tuple[str, str, str, str | None, str | None, str, str]]:
+    """Rows of attribute history for what one mutation wrote."""
+    for iri, inst in outcome.changed:
+        yield _history_row(tenant, entity_id, iri, inst)
+
+
+def _history_row(
+    tenant: str, entity_id: str, iri: str, inst: Instance
+) -> tuple[str, str, str, str | None, str | None, str, str]:
+    modified = str(inst.get("modifiedAt") or "")
+    return (
+        tenant,
+        entity_id,
+        iri,
+        inst.get("datasetId"),
+        inst.get("observedAt"),
+        modified,
+        orjson.dumps(inst).decode(),
+    )

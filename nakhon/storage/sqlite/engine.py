@@ -1,0 +1,244 @@
+"""The embedded engine: one SQLite file in WAL mode, one writer thread, readers in parallel."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from nakhon.broker.model import Entity
+from nakhon.storage.base import (
+    DEFAULT_TENANT,
+    AttributeInfo,
+    EntityQuery,
+    Outcome,
+    QueryPage,
+    TypeInfo,
+    WriteOp,
+)
+from nakhon.storage.rows import entity_from_row
+from nakhon.storage.sqlite.query import build_query, filter_geo
+from nakhon.storage.sqlite.schema import migrate
+from nakhon.storage.sqlite.writer import SqliteWriter
+
+T = TypeVar("T")
+_READERS = 4
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA mmap_size=268435456")
+    try:
+        from nakhon.broker.query import sqlite_regexp
+
+        conn.create_function("regexp", 2, sqlite_regexp, deterministic=True)
+    except ImportError:  # pragma: no cover - the query package always provides it
+        pass
+    return conn
+
+
+class SqliteStorage:
+    """Storage on one SQLite file (see :class:`nakhon.storage.base.Storage`)."""
+
+    def __init__(self, path: str, *, write_batch_max: int = 512) -> None:
+        self.path = path
+        self._batch_max = write_batch_max
+        self._writer: SqliteWriter | None = None
+        self._readers = ThreadPoolExecutor(_READERS, thread_name_prefix="nakhon-sqlite-read")
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(self.path)
+        migrate(conn)
+        self._writer = SqliteWriter(conn, self._batch_max)
+        self._writer.start()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.stop)
+            self._writer = None
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+    # --- writes ------------------------------------------------------------------------------
+
+    async def write(self, ops: Sequence[WriteOp]) -> list[Outcome | Exception]:
+        if not ops:
+            return []
+        assert self._writer is not None, "storage is not open"
+        return await self._writer.submit(ops)
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            conn.execute("PRAGMA query_only=1")
+            self._local.conn = conn
+            with self._lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: fn(self._conn()))
+
+    async def get(self, tenant: str, entity_id: str) -> Entity | None:
+        def run(conn: sqlite3.Connection) -> Entity | None:
+            row = conn.execute(
+                "SELECT id, types, scopes, created_at, modified_at, doc FROM entities"
+                " WHERE tenant = ? AND id = ?",
+                (tenant, entity_id),
+            ).fetchone()
+            return _entity(row) if row else None
+
+        return await self._read(run)
+
+    async def query(self, tenant: str, query: EntityQuery) -> QueryPage:
+        def run(conn: sqlite3.Connection) -> QueryPage:
+            built = build_query(tenant, query)
+            if query.geo is not None:
+                # Candidates come from the R*Tree by bounding box; the exact relation is then
+                # checked with Shapely, so paging happens after the exact filter.
+                rows = conn.execute(built.select_all, built.params).fetchall()
+                entities = filter_geo([_entity(r) for r in rows], query.geo)
+                count = len(entities) if query.count else None
+                page = entities[query.offset : query.offset + query.limit]
+                return QueryPage(page, count)
+            rows = conn.execute(built.select_page, built.page_params).fetchall()
+            count = None
+            if query.count:
+                count = conn.execute(built.select_count, built.params).fetchone()[0]
+            return QueryPage([_entity(r) for r in rows], count)
+
+        return await self._read(run)
+
+    async def tenant_exists(self, tenant: str) -> bool:
+        if tenant == DEFAULT_TENANT:
+            return True
+
+        def run(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT 1 FROM tenants WHERE name = ?", (tenant,)).fetchone()
+            return row is not None
+
+        return await self._read(run)
+
+    async def list_types(self, tenant: str) -> list[TypeInfo]:
+        def run(conn: sqlite3.Connection) -> list[TypeInfo]:
+            counts = dict(
+                conn.execute(
+                    "SELECT type, count(*) FROM entity_types WHERE tenant = ? GROUP BY type",
+                    (tenant,),
+                ).fetchall()
+            )
+            attrs: dict[str, list[str]] = {t: [] for t in counts}
+            rows = conn.execute(
+                "SELECT DISTINCT t.type, j.key FROM entity_types t"
+                " JOIN entities e ON e.pk = t.entity_pk, json_each(e.doc, '$.attrs') j"
+                " WHERE t.tenant = ? ORDER BY t.type, j.key",
+                (tenant,),
+            )
+            for etype, attr in rows:
+                attrs[etype].append(attr)
+            return [TypeInfo(t, attrs[t], counts[t]) for t in sorted(counts)]
+
+        return await self._read(run)
+
+    async def list_attributes(self, tenant: str) -> list[AttributeInfo]:
+        def run(conn: sqlite3.Connection) -> list[AttributeInfo]:
+            rows = conn.execute(
+                "SELECT j.key, e.pk, e.types, json_extract(i.value, '$.type')"
+                " FROM entities e, json_each(e.doc, '$.attrs') j, json_each(j.value) i"
+                " WHERE e.tenant = ?",
+                (tenant,),
+            )
+            return _aggregate_attributes(rows)
+
+        return await self._read(run)
+
+    # --- small documents ---------------------------------------------------------------------
+
+    async def kv_get(self, namespace: str, key: str) -> Any | None:
+        def run(conn: sqlite3.Connection) -> Any | None:
+            row = conn.execute(
+                "SELECT value FROM kv WHERE namespace = ? AND key = ?", (namespace, key)
+            ).fetchone()
+            return orjson.loads(row[0]) if row else None
+
+        return await self._read(run)
+
+    async def kv_put(self, namespace: str, key: str, value: Any) -> None:
+        await self._kv_write(
+            "INSERT INTO kv (namespace, key, value) VALUES (?, ?, ?) ON CONFLICT (namespace, key)"
+            " DO UPDATE SET value = excluded.value",
+            (namespace, key, orjson.dumps(value).decode()),
+        )
+
+    async def kv_delete(self, namespace: str, key: str) -> bool:
+        return await self._kv_write(
+            "DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key)
+        )
+
+    async def kv_list(self, namespace: str) -> dict[str, Any]:
+        def run(conn: sqlite3.Connection) -> dict[str, Any]:
+            rows = conn.execute("SELECT key, value FROM kv WHERE namespace = ?", (namespace,))
+            return {k: orjson.loads(v) for k, v in rows}
+
+        return await self._read(run)
+
+    async def _kv_write(self, sql: str, params: tuple[Any, ...]) -> bool:
+        # Small documents change rarely; a separate short connection keeps them out of the
+        # entity writer's queue while SQLite's own locking serialises the two writers.
+        def run() -> bool:
+            conn = _connect(self.path)
+            try:
+                return conn.execute(sql, params).rowcount > 0
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(run)
+
+
+def _entity(row: Sequence[Any]) -> Entity:
+    eid, types, scopes, created, modified, doc = row[-6:]
+    return entity_from_row(
+        eid,
+        orjson.loads(types),
+        orjson.loads(scopes) if scopes else None,
+        created,
+        modified,
+        orjson.loads(doc),
+    )
+
+
+def _aggregate_attributes(rows: Any) -> list[AttributeInfo]:
+    types_of: dict[str, set[str]] = {}
+    kinds_of: dict[str, set[str]] = {}
+    entities_of: dict[str, set[int]] = {}
+    for attr, pk, types, kind in rows:
+        types_of.setdefault(attr, set()).update(orjson.loads(types))
+        if kind:
+            kinds_of.setdefault(attr, set()).add(kind)
+        entities_of.setdefault(attr, set()).add(pk)
+    return [
+        AttributeInfo(a, sorted(types_of[a]), sorted(kinds_of.get(a, ())), len(entities_of[a]))
+        for a in sorted(types_of)
+    ]
