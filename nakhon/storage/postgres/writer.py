@@ -1,0 +1,329 @@
+"""Group commit: one writer task turns the operations of many callers into one transaction.
+
+Per batch: one ``SELECT … FOR UPDATE`` reads every touched entity, the mutations run in Python in
+queue order (a later operation on an entity sees the earlier one's result), then a handful of
+set-based statements write everything (``unnest`` arrays for upserts, deletes and geo rows,
+binary ``COPY`` for history), and only after COMMIT does any caller get its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from nakhon.broker.model import Entity
+from nakhon.core.errors import NgsiError
+from nakhon.storage.base import Outcome, WriteOp
+
+from .codec import ENTITY_COLUMNS, geo_rows, geo_values, history_rows, now_iso, row_to_entity
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+
+# Errors after which re-running the whole batch on fresh state is correct: another process
+# created one of "our" new entities first, or two processes locked rows in opposite order.
+_RETRYABLE = (
+    asyncpg.exceptions.UniqueViolationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+_MAX_RETRIES = 5
+
+_SELECT_FOR_UPDATE = f"""
+SELECT e.pk, e.tenant, {ENTITY_COLUMNS}
+FROM entities e
+JOIN unnest($1::text[], $2::text[]) AS k(tenant, id) ON e.tenant = k.tenant AND e.id = k.id
+ORDER BY e.tenant, e.id
+FOR UPDATE OF e
+"""
+# ORDER BY above: rows are locked in one global order, so two processes cannot deadlock on it.
+
+_INSERT = """
+INSERT INTO entities (tenant, id, type, types, scopes, created_at, modified_at, doc)
+SELECT u.tenant, u.id, coalesce((u.types::text[])[1], ''), u.types::text[],
+       u.scopes::text[], u.created_at, u.modified_at, u.doc
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::jsonb[]) AS u(tenant, id, types, scopes, created_at, modified_at, doc)
+RETURNING pk, tenant, id
+"""
+
+_UPDATE = """
+UPDATE entities e
+SET type = coalesce((u.types::text[])[1], ''), types = u.types::text[],
+    scopes = u.scopes::text[], created_at = u.created_at, modified_at = u.modified_at,
+    doc = u.doc
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
+     AS u(pk, types, scopes, created_at, modified_at, doc)
+WHERE e.pk = u.pk
+"""
+
+_DELETE = "DELETE FROM entities WHERE pk = ANY($1::bigint[])"
+_GEO_DELETE = "DELETE FROM entity_geo WHERE entity_pk = ANY($1::bigint[])"
+_GEO_INSERT = """
+INSERT INTO entity_geo (entity_pk, attr, geom)
+SELECT u.pk, u.attr, ST_GeomFromEWKB(u.wkb)
+FROM unnest($1::bigint[], $2::text[], $3::bytea[]) AS u(pk, attr, wkb)
+"""
+_TENANTS = "INSERT INTO tenants (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING"
+_HISTORY_COLUMNS = (
+    "tenant",
+    "entity_id",
+    "attr",
+    "dataset_id",
+    "observed_at",
+    "modified_at",
+    "instance",
+)
+
+
+@dataclass(slots=True)
+class Pending:
+    """One caller's operations and the future its ``write`` awaits."""
+
+    ops: Sequence[WriteOp]
+    future: asyncio.Future[list[Outcome | Exception]]
+
+
+@dataclass(slots=True)
+class _Slot:
+    """The state of one (tenant, id) while a batch is applied."""
+
+    pk: int | None  # row in the database at the start of the batch, if any
+    initial: Entity | None
+    current: Entity | None
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class _Plan:
+    results: list[Outcome | Exception] = field(default_factory=list)
+    slots: dict[Key, _Slot] = field(default_factory=dict)
+    history: list[tuple[Any, ...]] = field(default_factory=list)
+    tenants: set[str] = field(default_factory=set)
+
+
+class Writer:
+    """The single writer task of one engine."""
+
+    def __init__(self, pool: asyncpg.Pool, *, batch_max: int, history: bool = True) -> None:
+        self._pool = pool
+        self._batch_max = batch_max
+        self._history = history
+        self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._known_tenants: set[str] = set()
+        self.batches = 0  # statistics, for tests and benchmarks
+        self.ops_written = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="nakhon-pg-writer")
+
+    async def stop(self) -> None:
+        """Finish everything queued so far, then stop."""
+        if self._task is None:
+            return
+        await self._queue.put(None)
+        await self._task
+        self._task = None
+
+    async def submit(self, ops: Sequence[WriteOp]) -> list[Outcome | Exception]:
+        if self._task is None or self._task.done():
+            raise RuntimeError("PostgresStorage is not open")
+        future: asyncio.Future[list[Outcome | Exception]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue.put_nowait(Pending(ops, future))
+        return await future
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            size = len(first.ops)
+            # Take whatever else is already waiting: this is the group commit. A caller's ops
+            # are never split, so one large caller can exceed batch_max on its own.
+            while size < self._batch_max and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+                size += len(nxt.ops)
+            try:
+                await self._commit_batch(batch)
+            except Exception:  # never let the writer die; callers were already answered
+                log.exception("postgres writer: unexpected failure")
+
+    async def _commit_batch(self, batch: list[Pending]) -> None:
+        try:
+            results = await self._commit_with_retry([op for p in batch for op in p.ops])
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1:
+                _fail(batch, exc)
+                return
+            # A server-side error (say a NUL character jsonb refuses) would otherwise fail every
+            # caller of the group for one caller's data: run each caller alone instead.
+            log.warning("postgres writer: batch failed (%s); retrying callers one by one", exc)
+            for pending in batch:
+                await self._commit_batch([pending])
+            return
+        except Exception as exc:  # connection lost etc.: nobody's ops were committed
+            _fail(batch, exc)
+            return
+        i = 0
+        for pending in batch:
+            n = len(pending.ops)
+            if not pending.future.done():
+                pending.future.set_result(results[i : i + n])
+            i += n
+
+    async def _commit_with_retry(self, ops: list[WriteOp]) -> list[Outcome | Exception]:
+        for attempt in range(_MAX_RETRIES):
+            try:
+                return await self._commit(ops)
+            except _RETRYABLE:
+                if attempt == _MAX_RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _commit(self, ops: list[WriteOp]) -> list[Outcome | Exception]:
+        now = now_iso()
+        async with self._pool.acquire() as conn, conn.transaction():
+            keys = list(dict.fromkeys((op.tenant, op.entity_id) for op in ops))
+            rows = await conn.fetch(_SELECT_FOR_UPDATE, [k[0] for k in keys], [k[1] for k in keys])
+            plan = _Plan()
+            for key in keys:
+                plan.slots[key] = _Slot(None, None, None)
+            for row in rows:
+                entity = row_to_entity(row)
+                plan.slots[(row["tenant"], row["id"])] = _Slot(row["pk"], entity, entity)
+            self._apply(ops, now, plan)
+            await self._write(conn, plan)
+        self.batches += 1
+        self.ops_written += len(ops)
+        self._known_tenants |= plan.tenants
+        return plan.results
+
+    def _apply(self, ops: list[WriteOp], now: str, plan: _Plan) -> None:
+        """Run the mutations in order on the in-memory state (no I/O)."""
+        for op in ops:
+            slot = plan.slots[(op.tenant, op.entity_id)]
+            try:
+                outcome = op.mutate(slot.current, now)
+                if not outcome.unchanged:
+                    new = None if outcome.deleted else outcome.entity
+                    # Geometry is checked before the state moves, so a bad one fails only
+                    # this operation (see codec.geo_rows).
+                    if new is not None and geo_values(new) != geo_values(slot.current):
+                        geo_rows(new)
+            except Exception as exc:  # NgsiError by contract; anything else is a bug, isolated
+                if not isinstance(exc, NgsiError):
+                    log.exception("mutation for %r raised", op.entity_id)
+                plan.results.append(exc)
+                continue
+            plan.results.append(outcome)
+            if outcome.unchanged:
+                continue
+            slot.current = None if outcome.deleted else outcome.entity
+            slot.dirty = True
+            if op.tenant and op.tenant not in self._known_tenants:
+                plan.tenants.add(op.tenant)
+            if self._history and outcome.changed:
+                # Temporal history: every (attribute, instance) written, same transaction.
+                plan.history.extend(history_rows(op.tenant, op.entity_id, outcome.changed, now))
+
+    async def _write(self, conn: asyncpg.Connection, plan: _Plan) -> None:
+        """Write the batch's net effect with a fixed, small number of statements."""
+        inserts: list[tuple[Key, Entity]] = []
+        updates: list[tuple[int, Entity]] = []
+        deletes: list[int] = []
+        geo_changed: list[tuple[Key, Entity]] = []
+        for key, slot in plan.slots.items():
+            if not slot.dirty:
+                continue
+            if slot.current is None:
+                if slot.pk is not None:
+                    deletes.append(slot.pk)
+                continue
+            if slot.pk is None:
+                inserts.append((key, slot.current))
+            else:
+                updates.append((slot.pk, slot.current))
+            if geo_values(slot.current) != geo_values(slot.initial):
+                geo_changed.append((key, slot.current))
+
+        pks: dict[Key, int] = {k: s.pk for k, s in plan.slots.items() if s.pk is not None}
+        if deletes:
+            await conn.execute(_DELETE, deletes)
+        if updates:
+            await conn.execute(
+                _UPDATE,
+                [pk for pk, _ in updates],
+                [_encode_types(e.types) for _, e in updates],
+                [_encode_types(e.scope) for _, e in updates],
+                [e.created_at for _, e in updates],
+                [e.modified_at for _, e in updates],
+                [e.doc() for _, e in updates],
+            )
+        if inserts:
+            got = await conn.fetch(
+                _INSERT,
+                [k[0] for k, _ in inserts],
+                [k[1] for k, _ in inserts],
+                [_encode_types(e.types) for _, e in inserts],
+                [_encode_types(e.scope) for _, e in inserts],
+                [e.created_at for _, e in inserts],
+                [e.modified_at for _, e in inserts],
+                [e.doc() for _, e in inserts],
+            )
+            pks.update({(r["tenant"], r["id"]): r["pk"] for r in got})
+        if geo_changed:
+            changed_pks = [pks[k] for k, _ in geo_changed]
+            await conn.execute(_GEO_DELETE, changed_pks)
+            g_pk: list[int] = []
+            g_attr: list[str] = []
+            g_wkb: list[bytes] = []
+            for key, entity in geo_changed:
+                for attr, wkb in geo_rows(entity):
+                    g_pk.append(pks[key])
+                    g_attr.append(attr)
+                    g_wkb.append(wkb)
+            if g_pk:
+                await conn.execute(_GEO_INSERT, g_pk, g_attr, g_wkb)
+        if plan.tenants:
+            await conn.execute(_TENANTS, sorted(plan.tenants))
+        if plan.history:
+            await conn.copy_records_to_table(
+                "attr_history", records=plan.history, columns=_HISTORY_COLUMNS
+            )
+
+
+def _encode_types(values: list[str] | None) -> str | None:
+    """A Python list → PostgreSQL array literal text (cast to text[] in SQL).
+
+    Passing each entity's list as one text element of a 1-D array sidesteps the rule that a
+    ``text[][]`` parameter must be rectangular (entities differ in their number of types).
+    """
+    if values is None:
+        return None
+    return (
+        "{"
+        + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+        + "}"
+    )
+
+
+def _fail(batch: list[Pending], exc: Exception) -> None:
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(exc)
