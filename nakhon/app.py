@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
+            await resolver.aclose()
             await storage.close()
 
     async def health(request: Request) -> Response:

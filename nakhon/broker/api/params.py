@@ -10,6 +10,7 @@ import orjson
 
 from nakhon.broker import query as ql
 from nakhon.broker.jsonld import TermMap
+from nakhon.broker.model import LOCATION
 from nakhon.broker.render import RenderOptions
 from nakhon.core.errors import BadRequestData
 from nakhon.storage.base import EntityQuery
@@ -83,7 +84,7 @@ def render_options(params: Mapping[str, str], terms: TermMap) -> RenderOptions:
         pick=pick,
         omit=omit,
         lang=params.get("lang"),
-        geoproperty=terms.expand(geoprop) if geoprop else ql.LOCATION,
+        geoproperty=terms.expand(geoprop) if geoprop else LOCATION,
     )
 
 
