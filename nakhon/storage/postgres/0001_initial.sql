@@ -19,9 +19,12 @@ CREATE TABLE entities (
     created_at  text NOT NULL,
     modified_at text NOT NULL,
     doc         jsonb NOT NULL,                     -- exactly Entity.doc(): {"attrs": {...}}
-    -- INCLUDE (pk): deep pages select pks with an index-only scan, then fetch only the page.
-    CONSTRAINT entities_tenant_id UNIQUE (tenant, id) INCLUDE (pk)
+    -- INCLUDE (pk, types): deep pages, with or without a type filter, pick their pks with an
+    -- index-only scan in id order and fetch only the page's rows (measured in
+    -- tests/storage/test_postgres_perf.py: type=X at offset 50,000 23 ms → 10 ms).
+    CONSTRAINT entities_tenant_id UNIQUE (tenant, id) INCLUDE (pk, types)
 );
+-- Serves queries on the first type (e.type); the type selection compiler tests e.types.
 CREATE INDEX entities_tenant_type_id ON entities (tenant, type, id) INCLUDE (pk);
 CREATE INDEX entities_types ON entities USING gin (types);
 CREATE INDEX entities_doc ON entities USING gin (doc jsonb_path_ops);

@@ -45,11 +45,27 @@ class Compiled:
     params: list[Any]
 
 
+# Where each compiler lives if the package does not re-export it.
+_COMPILER_MODULES = {"compile_types": "typesel", "compile_q": "q_sql", "compile_scope": "scope"}
+
+
 def _compiler(name: str) -> Any:
-    """A compiler function from nakhon.broker.query (looked up when first needed)."""
+    """A compiler function from nakhon.broker.query (looked up when first needed).
+
+    Looked up lazily so the storage package imports without the query package's heavier
+    modules, and so the engine degrades to OperationNotSupported rather than failing to import.
+    """
+    import importlib
+
     import nakhon.broker.query as bq
 
     fn = getattr(bq, name, None)
+    if fn is None:
+        try:
+            module = importlib.import_module(f"nakhon.broker.query.{_COMPILER_MODULES[name]}")
+        except ImportError:
+            module = None
+        fn = getattr(module, name, None)
     if fn is None:
         raise OperationNotSupported(f"{name} is not available in this build")
     return fn

@@ -106,6 +106,8 @@ class _Plan:
     slots: dict[Key, _Slot] = field(default_factory=dict)
     history: list[tuple[Any, ...]] = field(default_factory=list)
     tenants: set[str] = field(default_factory=set)
+    # EWKB rows of the latest geo state per key, computed (and validated) once in _apply.
+    geo: dict[Key, list[tuple[str, bytes]]] = field(default_factory=dict)
 
 
 class Writer:
@@ -220,12 +222,13 @@ class Writer:
             slot = plan.slots[(op.tenant, op.entity_id)]
             try:
                 outcome = op.mutate(slot.current, now)
+                rows: list[tuple[str, bytes]] | None = None
                 if not outcome.unchanged:
                     new = None if outcome.deleted else outcome.entity
-                    # Geometry is checked before the state moves, so a bad one fails only
+                    # Geometry is converted before the state moves, so a bad one fails only
                     # this operation (see codec.geo_rows).
                     if new is not None and geo_values(new) != geo_values(slot.current):
-                        geo_rows(new)
+                        rows = geo_rows(new)
             except Exception as exc:  # NgsiError by contract; anything else is a bug, isolated
                 if not isinstance(exc, NgsiError):
                     log.exception("mutation for %r raised", op.entity_id)
@@ -234,6 +237,8 @@ class Writer:
             plan.results.append(outcome)
             if outcome.unchanged:
                 continue
+            if rows is not None:
+                plan.geo[(op.tenant, op.entity_id)] = rows
             slot.current = None if outcome.deleted else outcome.entity
             slot.dirty = True
             if op.tenant and op.tenant not in self._known_tenants:
@@ -294,7 +299,7 @@ class Writer:
             g_attr: list[str] = []
             g_wkb: list[bytes] = []
             for key, entity in geo_changed:
-                for attr, wkb in geo_rows(entity):
+                for attr, wkb in plan.geo.get(key) or geo_rows(entity):
                     g_pk.append(pks[key])
                     g_attr.append(attr)
                     g_wkb.append(wkb)
