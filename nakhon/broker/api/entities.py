@@ -222,18 +222,20 @@ async def delete_attr(request: Request) -> Response:
     return no_content(call)
 
 
+# Entity ids are URIs and may hold "/" (sent percent-encoded, decoded before routing), so ids
+# match with the path convertor and the longer /attrs routes come first.
+_ID = "{entity_id:path}"
 routes = [
     Route(f"{BASE}/entities", create_entity, methods=["POST"]),
     Route(f"{BASE}/entities", query_entities, methods=["GET"]),
     Route(f"{BASE}/entities", purge_entities, methods=["DELETE"]),
-    Route(f"{BASE}/entities/{{entity_id}}", retrieve_entity, methods=["GET"]),
-    Route(f"{BASE}/entities/{{entity_id}}", replace_entity, methods=["PUT"]),
-    Route(f"{BASE}/entities/{{entity_id}}", merge_entity, methods=["PATCH"]),
-    Route(f"{BASE}/entities/{{entity_id}}", delete_entity, methods=["DELETE"]),
-    Route(f"{BASE}/entities/{{entity_id}}/attrs", append_attrs, methods=["POST"]),
-    Route(f"{BASE}/entities/{{entity_id}}/attrs", update_attrs, methods=["PATCH"]),
-    Route(f"{BASE}/entities/{{entity_id}}/attrs/{{attr_id}}", partial_update_attr,
-          methods=["PATCH"]),
-    Route(f"{BASE}/entities/{{entity_id}}/attrs/{{attr_id}}", replace_attr, methods=["PUT"]),
-    Route(f"{BASE}/entities/{{entity_id}}/attrs/{{attr_id}}", delete_attr, methods=["DELETE"]),
+    Route(f"{BASE}/entities/{_ID}/attrs/{{attr_id}}", partial_update_attr, methods=["PATCH"]),
+    Route(f"{BASE}/entities/{_ID}/attrs/{{attr_id}}", replace_attr, methods=["PUT"]),
+    Route(f"{BASE}/entities/{_ID}/attrs/{{attr_id}}", delete_attr, methods=["DELETE"]),
+    Route(f"{BASE}/entities/{_ID}/attrs", append_attrs, methods=["POST"]),
+    Route(f"{BASE}/entities/{_ID}/attrs", update_attrs, methods=["PATCH"]),
+    Route(f"{BASE}/entities/{_ID}", retrieve_entity, methods=["GET"]),
+    Route(f"{BASE}/entities/{_ID}", replace_entity, methods=["PUT"]),
+    Route(f"{BASE}/entities/{_ID}", merge_entity, methods=["PATCH"]),
+    Route(f"{BASE}/entities/{_ID}", delete_entity, methods=["DELETE"]),
 ]
