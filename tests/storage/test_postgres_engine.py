@@ -188,3 +188,19 @@ async def test_kv_and_writes_survive_reopen(pg_dsn: str, schema: str) -> None:
         assert await s2.get("city", "urn:r:1") is not None
     finally:
         await s2.close()
+
+
+async def test_outcome_without_entity_is_refused(pg: PostgresStorage) -> None:
+    await pg.write([WriteOp("", "urn:z:1", create(ent("urn:z:1")))])
+
+    def lost(current: Entity | None, now: str) -> Outcome:
+        return Outcome(None)  # neither deleted nor an entity: a bug, not a delete
+
+    (r,) = await pg.write([WriteOp("", "urn:z:1", lost)])
+    assert isinstance(r, ValueError)
+    assert await pg.get("", "urn:z:1") is not None
+
+
+async def test_kv_null_value(pg: PostgresStorage) -> None:
+    await pg.kv_put("ns", "nothing", None)
+    assert await pg.kv_list("ns") == {"nothing": None}

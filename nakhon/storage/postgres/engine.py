@@ -201,7 +201,8 @@ class PostgresStorage:
 
     async def kv_put(self, namespace: str, key: str, value: Any) -> None:
         await self.pool.execute(
-            "INSERT INTO kv (namespace, key, value) VALUES ($1, $2, $3)"
+            # COALESCE: asyncpg sends None as SQL NULL; store it as JSON null like SQLite does.
+            "INSERT INTO kv (namespace, key, value) VALUES ($1, $2, COALESCE($3, 'null'::jsonb))"
             " ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value",
             namespace,
             key,

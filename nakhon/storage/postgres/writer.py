@@ -224,6 +224,9 @@ class Writer:
                 outcome = op.mutate(slot.current, now)
                 rows: list[tuple[str, bytes]] | None = None
                 if not outcome.unchanged:
+                    if not outcome.deleted and outcome.entity is None:
+                        # Would otherwise read as a delete; refuse this op only.
+                        raise ValueError("mutation returned neither an entity nor deleted")
                     new = None if outcome.deleted else outcome.entity
                     # Geometry is converted before the state moves, so a bad one fails only
                     # this operation (see codec.geo_rows).
