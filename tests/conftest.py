@@ -8,6 +8,7 @@ failure instead of a skip.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,39 +21,43 @@ import pytest
 
 from nakhon.app import create_app
 from nakhon.config import load_settings
+from nakhon.storage.postgres.testing import admin_dsn, server_available, with_database
 
-PG_ADMIN_DSN = os.environ.get("NAKHON_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_DSN = admin_dsn()
 REQUIRE_ALL = os.environ.get("NAKHON_REQUIRE_ALL") == "1"
 ENGINES = ["sqlite", "postgres"]
 
 
-async def _pg_available() -> bool:
-    try:
-        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=3)
-    except (OSError, asyncpg.PostgresError):
-        return False
-    await conn.close()
-    return True
-
-
 @pytest.fixture(scope="session")
-async def pg_database() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database (with PostGIS) for this test session, dropped afterwards."""
-    if not await _pg_available():
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database (PostGIS is added on first open) for this session."""
+    if not asyncio.run(server_available(PG_ADMIN_DSN)):
         if REQUIRE_ALL:
             pytest.fail("PostgreSQL is required (NAKHON_REQUIRE_ALL=1) but not reachable")
         pytest.skip("PostgreSQL not reachable")
-    name = f"nakhon_test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
+    name = f"nakhon_api_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
     try:
-        yield dsn
+        yield with_database(PG_ADMIN_DSN, name)
     finally:
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The database URL of one engine: a SQLite file, or the session's PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'nakhon.db'}"
+    url: str = request.getfixturevalue("pg_database")
+    return url
 
 
 class Api:
@@ -79,34 +84,29 @@ async def _app_client(url: str, data_dir: Path, auth: str) -> AsyncIterator[http
             yield client
 
 
-@pytest.fixture(scope="session", params=ENGINES)
-async def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
+@pytest.fixture(scope="session")
+async def api(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     """The app on one engine with authentication OFF (the conformance set-up)."""
-    data_dir = tmp_path_factory.mktemp(f"data-{request.param}")
-    if request.param == "sqlite":
-        url = f"sqlite:///{data_dir / 'nakhon.db'}"
-    else:
-        url = request.getfixturevalue("pg_database")
-    async for client in _app_client(url, data_dir, "off"):
-        yield Api(client, request.param, None)
+    engine = engine_url.split(":", 1)[0].replace("postgresql", "postgres")
+    data_dir = tmp_path_factory.mktemp(f"data-{engine}")
+    async for client in _app_client(engine_url, data_dir, "off"):
+        yield Api(client, engine, None)
 
 
-@pytest.fixture(scope="session", params=ENGINES)
+@pytest.fixture(scope="session")
 async def secured_api(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    engine_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Api]:
-    """The app on one engine with authentication ON and the bootstrap admin token."""
-    data_dir = tmp_path_factory.mktemp(f"secure-{request.param}")
-    if request.param == "sqlite":
-        url = f"sqlite:///{data_dir / 'nakhon.db'}"
-    else:
-        # A database of its own, so its credentials don't mix with the open app's.
-        base = request.getfixturevalue("pg_database")
-        url = base
-    async for client in _app_client(url, data_dir, "on"):
+    """The app on one engine with authentication ON and the bootstrap admin token.
+
+    It shares the engine's database with ``api``; the open app never creates credentials, so
+    the first start here is the one that bootstraps the admin."""
+    engine = engine_url.split(":", 1)[0].replace("postgresql", "postgres")
+    data_dir = tmp_path_factory.mktemp(f"secure-{engine}")
+    async for client in _app_client(engine_url, data_dir, "on"):
         token_file = data_dir / "admin-token"
         token = token_file.read_text().strip() if token_file.exists() else None
-        yield Api(client, request.param, token)
+        yield Api(client, engine, token)
 
 
 @pytest.fixture

@@ -114,7 +114,7 @@ async def test_paging_and_count(api: Api, headers: dict[str, str], spots: Any) -
 
 async def test_bad_queries_are_400(api: Api, headers: dict[str, str], spots: Any) -> None:
     for query in ("", "q=level>>1&type=ParkingSpot", "type=A;;B", "idPattern=(", "type=ParkingSpot&q=(a",
-                  "type=ParkingSpot&scopeQ=noslash", "type=ParkingSpot&options=bogus",
+                  "type=ParkingSpot&scopeQ=/a/%23/b", "type=ParkingSpot&options=bogus",
                   "type=ParkingSpot&geometry=Point&georel=near&coordinates=[1,2]"):
         r = await api.get(f"{E}?{query}", headers=headers)
         assert r.status_code == 400, (query, r.text)

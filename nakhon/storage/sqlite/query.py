@@ -39,8 +39,9 @@ def build_query(tenant: str, query: EntityQuery) -> BuiltQuery:
         order = "e.id"
         if query.type_expr is not None:
             where.append(ql.compile_types(query.type_expr, "sqlite", params))
-    if query.ids:
-        where.append(f"e.id IN ({','.join('?' * len(query.ids))})")
+    if query.ids is not None:
+        # An empty id list selects nothing, not everything.
+        where.append(f"e.id IN ({','.join('?' * len(query.ids))})" if query.ids else "0")
         params += list(query.ids)
     if query.id_pattern:
         where.append("regexp(?, e.id)")
@@ -69,10 +70,8 @@ def build_query(tenant: str, query: EntityQuery) -> BuiltQuery:
 
 
 def _single_type(expr: Any) -> str | None:
-    if expr is None:
-        return None
-    single = getattr(ql, "single_type", None)
-    return single(expr) if single is not None else None
+    """The type, when the selection is just one type (a bare leaf of the type AST)."""
+    return expr if isinstance(expr, str) else None
 
 
 def _geo_candidates(geo: Any, params: list[Any]) -> str:
