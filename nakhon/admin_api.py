@@ -30,8 +30,9 @@ async def create_credential(request: Request) -> Response:
     ):
         raise BadRequestData("tenants must be null (all) or an array of tenant names.")
     token = await st.access.create_credential(principal, body["name"], role, tenants)
-    return json_response({"name": body["name"], "role": role, "tenants": tenants,
-                          "token": token}, None, status=201)
+    return json_response(
+        {"name": body["name"], "role": role, "tenants": tenants, "token": token}, None, status=201
+    )
 
 
 async def list_credentials(request: Request) -> Response:

@@ -68,16 +68,21 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return problem_response(InternalError("An internal error occurred; it has been logged."))
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write a secret readable by the owner only (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
 async def bootstrap_admin(access: Access, data_dir: Path) -> Path | None:
     """First start with authentication on: create an admin credential and say where it is."""
     if not access.enabled or await access.has_admin():
         return None
     token = await access.create_credential(SYSTEM, "first-admin", "admin", None)
-    data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / ADMIN_TOKEN_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
+    _write_private(path, token + "\n")
     log.warning(
         "first admin credential created",
         file=str(path),

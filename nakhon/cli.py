@@ -49,7 +49,9 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataOpt = None) 
 
 @app.command("settings")
 def show_settings(
-    markdown: Annotated[bool, typer.Option(help="Print the settings reference as Markdown.")] = False,
+    markdown: Annotated[
+        bool, typer.Option(help="Print the settings reference as Markdown.")
+    ] = False,
 ) -> None:
     """Show every setting with its current value (or the reference with --markdown)."""
     if markdown:

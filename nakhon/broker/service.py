@@ -193,7 +193,9 @@ class Broker:
                 slots.append((str(item.extra.get("entityId", "")), item))
                 continue
             eid = item if isinstance(item, str) else item.id
-            writes.append(WriteOp(tenant, eid, _batch_mutation(kind, item, upsert_mode, no_overwrite)))
+            writes.append(
+                WriteOp(tenant, eid, _batch_mutation(kind, item, upsert_mode, no_overwrite))
+            )
             slots.append((eid, None))
         answers = iter(await self.storage.write(writes))
         return BatchResult([(eid, r if r is not None else next(answers)) for eid, r in slots])

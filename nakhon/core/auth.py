@@ -71,7 +71,7 @@ class Access:
         self._token_cache: dict[str, Principal | None] = {}
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
-        """The principal behind a request's headers; a wrong credential is 401, none is anonymous."""
+        """Who sent the request: a wrong credential is 401, no credential is anonymous."""
         if not self.enabled:
             return OPEN
         token = headers.get("x-api-key")
@@ -125,7 +125,9 @@ class Access:
             self._tenant_read_cache[tenant] = allowed
         return self._tenant_read_cache[tenant]
 
-    async def set_tenant_anonymous_read(self, principal: Principal, tenant: str, allow: bool) -> None:
+    async def set_tenant_anonymous_read(
+        self, principal: Principal, tenant: str, allow: bool
+    ) -> None:
         """Allow or forbid anonymous reads of one tenant (admin only)."""
         self.require_admin(principal)
         await self.kv.kv_put(TENANT_SETTINGS, tenant, {"anonymousRead": allow})

@@ -9,8 +9,7 @@ ADMIN = "/nakhon/v1/admin"
 
 
 def body(n: int = 1) -> dict[str, object]:
-    return {"id": f"urn:ngsi-ld:Thing:{n}", "type": "Thing",
-            "v": {"type": "Property", "value": n}}
+    return {"id": f"urn:ngsi-ld:Thing:{n}", "type": "Thing", "v": {"type": "Property", "value": n}}
 
 
 async def test_writes_need_a_credential(secured_api: Api, tenant: str) -> None:
@@ -30,8 +29,11 @@ async def test_writes_need_a_credential(secured_api: Api, tenant: str) -> None:
 async def test_writer_credentials_are_tenant_scoped(secured_api: Api, tenant: str) -> None:
     api = secured_api
     admin = {"Authorization": f"Bearer {api.admin_token}"}
-    r = await api.post(f"{ADMIN}/credentials", json={"name": "sensor-gw", "role": "writer",
-                                                     "tenants": [tenant]}, headers=admin)
+    r = await api.post(
+        f"{ADMIN}/credentials",
+        json={"name": "sensor-gw", "role": "writer", "tenants": [tenant]},
+        headers=admin,
+    )
     assert r.status_code == 201, r.text
     token = r.json()["token"]
     mine = {"NGSILD-Tenant": tenant, "X-API-Key": token}

@@ -11,15 +11,19 @@ E = "/ngsi-ld/v1/entities"
 
 
 def sensor(n: int, value: float = 1.0) -> dict[str, Any]:
-    return {"id": f"urn:ngsi-ld:Sensor:{n}", "type": "Sensor",
-            "pm25": {"type": "Property", "value": value, "unitCode": "GQ"}}
+    return {
+        "id": f"urn:ngsi-ld:Sensor:{n}",
+        "type": "Sensor",
+        "pm25": {"type": "Property", "value": value, "unitCode": "GQ"},
+    }
 
 
 async def test_batch_create_partial(api: Api, headers: dict[str, str]) -> None:
     r = await api.post(f"{OPS}/create", json=[sensor(1), sensor(2)], headers=headers)
     assert r.status_code == 201 and r.json() == ["urn:ngsi-ld:Sensor:1", "urn:ngsi-ld:Sensor:2"]
-    r = await api.post(f"{OPS}/create", json=[sensor(2), sensor(3), {"id": "bad id", "type": "X"}],
-                       headers=headers)
+    r = await api.post(
+        f"{OPS}/create", json=[sensor(2), sensor(3), {"id": "bad id", "type": "X"}], headers=headers
+    )
     assert r.status_code == 207, r.text
     body = r.json()
     assert body["success"] == ["urn:ngsi-ld:Sensor:3"]
@@ -34,8 +38,11 @@ async def test_batch_upsert_update_merge_delete(api: Api, headers: dict[str, str
     assert r.status_code == 204
     got = (await api.get(f"{E}/urn:ngsi-ld:Sensor:2", headers=headers)).json()
     assert got["pm25"]["value"] == 6.0
-    extra = {"id": "urn:ngsi-ld:Sensor:1", "type": "Sensor",
-             "pm10": {"type": "Property", "value": 9}}
+    extra = {
+        "id": "urn:ngsi-ld:Sensor:1",
+        "type": "Sensor",
+        "pm10": {"type": "Property", "value": 9},
+    }
     r = await api.post(f"{OPS}/upsert?options=update", json=[extra, sensor(3)], headers=headers)
     assert r.status_code == 207 or r.status_code == 201, r.text
     got = (await api.get(f"{E}/urn:ngsi-ld:Sensor:1", headers=headers)).json()
@@ -47,12 +54,21 @@ async def test_batch_upsert_update_merge_delete(api: Api, headers: dict[str, str
     r = await api.post(f"{OPS}/update", json=[sensor(1, 7.0), sensor(99)], headers=headers)
     assert r.status_code == 207
     assert r.json()["success"] == ["urn:ngsi-ld:Sensor:1"]
-    r = await api.post(f"{OPS}/merge", json=[{"id": "urn:ngsi-ld:Sensor:1", "type": "Sensor",
-                                              "pm10": {"type": "Property", "value": 10}}],
-                       headers=headers)
+    r = await api.post(
+        f"{OPS}/merge",
+        json=[
+            {
+                "id": "urn:ngsi-ld:Sensor:1",
+                "type": "Sensor",
+                "pm10": {"type": "Property", "value": 10},
+            }
+        ],
+        headers=headers,
+    )
     assert r.status_code == 204, r.text
-    r = await api.post(f"{OPS}/delete", json=["urn:ngsi-ld:Sensor:1", "urn:ngsi-ld:Sensor:404"],
-                       headers=headers)
+    r = await api.post(
+        f"{OPS}/delete", json=["urn:ngsi-ld:Sensor:1", "urn:ngsi-ld:Sensor:404"], headers=headers
+    )
     assert r.status_code == 207
     assert r.json()["success"] == ["urn:ngsi-ld:Sensor:1"]
     r = await api.post(f"{OPS}/delete", json=["urn:ngsi-ld:Sensor:2"], headers=headers)
@@ -68,11 +84,20 @@ async def test_batch_bad_bodies(api: Api, headers: dict[str, str]) -> None:
 
 
 async def test_discovery(api: Api, headers: dict[str, str]) -> None:
-    await api.post(f"{OPS}/create", json=[sensor(1), sensor(2),
-                                          {"id": "urn:ngsi-ld:Road:1", "type": "Road",
-                                           "name": {"type": "Property", "value": "ถนน"},
-                                           "pm25": {"type": "Relationship", "object": "urn:x:1"}}],
-                   headers=headers)
+    await api.post(
+        f"{OPS}/create",
+        json=[
+            sensor(1),
+            sensor(2),
+            {
+                "id": "urn:ngsi-ld:Road:1",
+                "type": "Road",
+                "name": {"type": "Property", "value": "ถนน"},
+                "pm25": {"type": "Relationship", "object": "urn:x:1"},
+            },
+        ],
+        headers=headers,
+    )
     r = await api.get("/ngsi-ld/v1/types", headers=headers)
     assert r.status_code == 200
     assert r.json()["type"] == "EntityTypeList"

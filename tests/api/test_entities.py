@@ -8,7 +8,7 @@ from tests.conftest import Api
 
 E = "/ngsi-ld/v1/entities"
 CTX_LINK = (
-    '<https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld>; '
+    "<https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld>; "
     'rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 )
 
@@ -17,11 +17,18 @@ def room(n: int = 1, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": f"urn:ngsi-ld:Room:{n}",
         "type": "Room",
-        "temperature": {"type": "Property", "value": 20 + n, "unitCode": "CEL",
-                        "observedAt": "2024-01-01T00:00:00Z"},
-        "name": {"type": "Property", "value": f"ห้อง {n} \"A\" [b]"},
+        "temperature": {
+            "type": "Property",
+            "value": 20 + n,
+            "unitCode": "CEL",
+            "observedAt": "2024-01-01T00:00:00Z",
+        },
+        "name": {"type": "Property", "value": f'ห้อง {n} "A" [b]'},
         "inBuilding": {"type": "Relationship", "object": "urn:ngsi-ld:Building:1"},
-        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [101.0 + n / 100, 13.7]}},
+        "location": {
+            "type": "GeoProperty",
+            "value": {"type": "Point", "coordinates": [101.0 + n / 100, 13.7]},
+        },
     }
     body.update(extra)
     return body
@@ -49,8 +56,10 @@ async def test_json_ld_body_and_accept(api: Api, tenant: str) -> None:
     body = {**room(), "@context": "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"}
     h = {"NGSILD-Tenant": tenant, "Content-Type": "application/ld+json"}
     assert (await api.post(E, json=body, headers=h)).status_code == 201
-    r = await api.get(f"{E}/urn:ngsi-ld:Room:1",
-                      headers={"NGSILD-Tenant": tenant, "Accept": "application/ld+json"})
+    r = await api.get(
+        f"{E}/urn:ngsi-ld:Room:1",
+        headers={"NGSILD-Tenant": tenant, "Accept": "application/ld+json"},
+    )
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/ld+json")
     assert "@context" in r.json()
@@ -71,13 +80,19 @@ async def test_json_with_context_in_body_is_rejected(api: Api, headers: dict[str
 
 
 async def test_media_types(api: Api, headers: dict[str, str], tenant: str) -> None:
-    r = await api.post(E, content=b"{}", headers={"NGSILD-Tenant": tenant, "Content-Type": "text/plain"})
+    r = await api.post(
+        E, content=b"{}", headers={"NGSILD-Tenant": tenant, "Content-Type": "text/plain"}
+    )
     assert r.status_code == 415
     await api.post(E, json=room(), headers=headers)
-    r = await api.get(f"{E}/urn:ngsi-ld:Room:1", headers={"NGSILD-Tenant": tenant, "Accept": "text/html"})
+    r = await api.get(
+        f"{E}/urn:ngsi-ld:Room:1", headers={"NGSILD-Tenant": tenant, "Accept": "text/html"}
+    )
     assert r.status_code == 406
-    r = await api.get(f"{E}/urn:ngsi-ld:Room:1",
-                      headers={"NGSILD-Tenant": tenant, "Accept": "application/geo+json"})
+    r = await api.get(
+        f"{E}/urn:ngsi-ld:Room:1",
+        headers={"NGSILD-Tenant": tenant, "Accept": "application/geo+json"},
+    )
     assert r.status_code == 200
     feature = r.json()
     assert feature["type"] == "Feature"
@@ -89,10 +104,16 @@ async def test_malformed_bodies(api: Api, headers: dict[str, str]) -> None:
         r = await api.post(E, content=raw, headers=headers)
         assert r.status_code == 400, (raw, r.text)
         assert r.json()["type"].endswith(("InvalidRequest", "BadRequestData"))
-    for bad in ({"type": "Room"}, {"id": "not a uri", "type": "Room"}, {"id": "urn:x:1"},
-                {"id": "urn:x:1", "type": "Room", "location": {"type": "Property", "value": 1}},
-                {"id": "urn:x:1", "type": "Room", "p": {"type": "Relationship", "object": 5}},
-                [1, 2], "text", 5):
+    for bad in (
+        {"type": "Room"},
+        {"id": "not a uri", "type": "Room"},
+        {"id": "urn:x:1"},
+        {"id": "urn:x:1", "type": "Room", "location": {"type": "Property", "value": 1}},
+        {"id": "urn:x:1", "type": "Room", "p": {"type": "Relationship", "object": 5}},
+        [1, 2],
+        "text",
+        5,
+    ):
         r = await api.post(E, json=bad, headers=headers)
         assert r.status_code == 400, (bad, r.text)
     r = await api.get(f"{E}/urn:ngsi-ld:Room:1", headers=headers)
@@ -116,13 +137,20 @@ async def test_not_found_and_bad_id(api: Api, headers: dict[str, str]) -> None:
 async def test_replace_merge_delete(api: Api, headers: dict[str, str]) -> None:
     await api.post(E, json=room(), headers=headers)
     url = f"{E}/urn:ngsi-ld:Room:1"
-    r = await api.put(url, json={"type": "Room", "size": {"type": "Property", "value": 30}},
-                      headers=headers)
+    r = await api.put(
+        url, json={"type": "Room", "size": {"type": "Property", "value": 30}}, headers=headers
+    )
     assert r.status_code == 204, r.text
     got = (await api.get(url, headers=headers)).json()
     assert set(got) == {"id", "type", "size"}
-    r = await api.patch(url, json={"size": {"type": "Property", "value": 31},
-                                   "color": {"type": "Property", "value": "red"}}, headers=headers)
+    r = await api.patch(
+        url,
+        json={
+            "size": {"type": "Property", "value": 31},
+            "color": {"type": "Property", "value": "red"},
+        },
+        headers=headers,
+    )
     assert r.status_code == 204, r.text
     got = (await api.get(url, headers=headers)).json()
     assert got["size"]["value"] == 31 and got["color"]["value"] == "red"
@@ -139,13 +167,22 @@ async def test_attributes_operations(api: Api, headers: dict[str, str]) -> None:
     attrs = f"{E}/urn:ngsi-ld:Room:1/attrs"
     r = await api.post(attrs, json={"humidity": {"type": "Property", "value": 50}}, headers=headers)
     assert r.status_code == 204, r.text
-    r = await api.post(f"{attrs}?options=noOverwrite",
-                       json={"humidity": {"type": "Property", "value": 99}}, headers=headers)
+    r = await api.post(
+        f"{attrs}?options=noOverwrite",
+        json={"humidity": {"type": "Property", "value": 99}},
+        headers=headers,
+    )
     assert r.status_code in (204, 207)
     got = (await api.get(f"{E}/urn:ngsi-ld:Room:1", headers=headers)).json()
     assert got["humidity"]["value"] == 50
-    r = await api.patch(attrs, json={"humidity": {"type": "Property", "value": 51},
-                                     "absent": {"type": "Property", "value": 1}}, headers=headers)
+    r = await api.patch(
+        attrs,
+        json={
+            "humidity": {"type": "Property", "value": 51},
+            "absent": {"type": "Property", "value": 1},
+        },
+        headers=headers,
+    )
     assert r.status_code == 207, r.text
     assert [n["attributeName"] for n in r.json()["notUpdated"]] == ["absent"]
     r = await api.patch(f"{attrs}/humidity", json={"value": 52}, headers=headers)
@@ -187,9 +224,14 @@ async def test_sysattrs_and_representations(api: Api, headers: dict[str, str]) -
     got = (await api.get(f"{url}?options=sysAttrs", headers=headers)).json()
     assert got["createdAt"].endswith("Z") and "modifiedAt" in got["temperature"]
     kv = (await api.get(f"{url}?options=keyValues", headers=headers)).json()
-    assert kv == {"id": "urn:ngsi-ld:Room:1", "type": "Room", "temperature": 21,
-                  "name": 'ห้อง 1 "A" [b]', "inBuilding": "urn:ngsi-ld:Building:1",
-                  "location": room()["location"]["value"]}
+    assert kv == {
+        "id": "urn:ngsi-ld:Room:1",
+        "type": "Room",
+        "temperature": 21,
+        "name": 'ห้อง 1 "A" [b]',
+        "inBuilding": "urn:ngsi-ld:Building:1",
+        "location": room()["location"]["value"],
+    }
     assert (await api.get(f"{url}?format=simplified", headers=headers)).json() == kv
     concise = (await api.get(f"{url}?options=concise", headers=headers)).json()
     assert concise["inBuilding"] == {"object": "urn:ngsi-ld:Building:1"}
@@ -200,7 +242,9 @@ async def test_sysattrs_and_representations(api: Api, headers: dict[str, str]) -
 
 
 async def test_language_property(api: Api, headers: dict[str, str]) -> None:
-    body = room(title={"type": "LanguageProperty", "languageMap": {"th": "ห้องประชุม", "en": "Meeting room"}})
+    body = room(
+        title={"type": "LanguageProperty", "languageMap": {"th": "ห้องประชุม", "en": "Meeting room"}}
+    )
     await api.post(E, json=body, headers=headers)
     url = f"{E}/urn:ngsi-ld:Room:1"
     got = (await api.get(url, headers=headers)).json()

@@ -15,14 +15,19 @@ def spot(n: int) -> dict[str, Any]:
     return {
         "id": f"urn:ngsi-ld:ParkingSpot:{n:03d}",
         "type": ["ParkingSpot", "Asset"] if n % 5 == 0 else "ParkingSpot",
-        "status": {"type": "Property", "value": "free" if n % 2 else "occupied",
-                   "observedAt": f"2024-01-{1 + n % 28:02d}T00:00:00Z"},
+        "status": {
+            "type": "Property",
+            "value": "free" if n % 2 else "occupied",
+            "observedAt": f"2024-01-{1 + n % 28:02d}T00:00:00Z",
+        },
         "level": {"type": "Property", "value": n % 4},
         "spec": {"type": "Property", "value": {"width": 2 + n % 3, "tags": ["a", "b"]}},
         "name": {"type": "Property", "value": f"ช่อง {n}"},
         "refParkingSite": {"type": "Relationship", "object": f"urn:ngsi-ld:Site:{n % 3}"},
-        "location": {"type": "GeoProperty",
-                     "value": {"type": "Point", "coordinates": [100.5 + n * 0.001, 13.75]}},
+        "location": {
+            "type": "GeoProperty",
+            "value": {"type": "Point", "coordinates": [100.5 + n * 0.001, 13.75]},
+        },
         **({"scope": "/bangkok/pathumwan"} if n % 3 == 0 else {"scope": "/chachoengsao/mueang"}),
     }
 
@@ -46,53 +51,72 @@ async def test_type_and_ids(api: Api, headers: dict[str, str], spots: Any) -> No
     assert await ids(api, headers, "type=Asset") == [5, 10, 15, 20, 25, 30, 35, 40]
     assert await ids(api, headers, "type=ParkingSpot;Asset") == [5, 10, 15, 20, 25, 30, 35, 40]
     assert await ids(api, headers, "type=Nothing,Asset") == [5, 10, 15, 20, 25, 30, 35, 40]
-    assert await ids(api, headers,
-                     "id=urn:ngsi-ld:ParkingSpot:002,urn:ngsi-ld:ParkingSpot:004") == [2, 4]
+    assert await ids(
+        api, headers, "id=urn:ngsi-ld:ParkingSpot:002,urn:ngsi-ld:ParkingSpot:004"
+    ) == [2, 4]
     assert await ids(api, headers, "idPattern=.*:00[1-3]$") == [1, 2, 3]
 
 
 async def test_q(api: Api, headers: dict[str, str], spots: Any) -> None:
     everything = list(range(1, 41))
     assert await ids(api, headers, 'type=ParkingSpot&q=status=="free"') == [
-        n for n in everything if n % 2]
+        n for n in everything if n % 2
+    ]
     assert await ids(api, headers, "type=ParkingSpot&q=level>=2;level<3") == [
-        n for n in everything if n % 4 == 2]
+        n for n in everything if n % 4 == 2
+    ]
     assert await ids(api, headers, "type=ParkingSpot&q=level==1..2") == [
-        n for n in everything if n % 4 in (1, 2)]
+        n for n in everything if n % 4 in (1, 2)
+    ]
     assert await ids(api, headers, "type=ParkingSpot&q=level==0,3") == [
-        n for n in everything if n % 4 in (0, 3)]
+        n for n in everything if n % 4 in (0, 3)
+    ]
     assert await ids(api, headers, "type=ParkingSpot&q=spec[width]==4") == [
-        n for n in everything if n % 3 == 2]
+        n for n in everything if n % 3 == 2
+    ]
     assert await ids(api, headers, 'type=ParkingSpot&q=refParkingSite=="urn:ngsi-ld:Site:1"') == [
-        n for n in everything if n % 3 == 1]
+        n for n in everything if n % 3 == 1
+    ]
     assert await ids(api, headers, 'type=ParkingSpot&q=name~="ช่อง 1.*"') == [
-        n for n in everything if str(n).startswith("1")]
-    assert await ids(api, headers, "type=ParkingSpot&q=(level==0|level==1);status==\"free\"") == [
-        n for n in everything if n % 4 in (0, 1) and n % 2]
-    assert await ids(api, headers, "type=ParkingSpot&q=status.observedAt>=2024-01-20T00:00:00Z") == [
-        n for n in everything if 1 + n % 28 >= 20]
+        n for n in everything if str(n).startswith("1")
+    ]
+    assert await ids(api, headers, 'type=ParkingSpot&q=(level==0|level==1);status=="free"') == [
+        n for n in everything if n % 4 in (0, 1) and n % 2
+    ]
+    assert await ids(
+        api, headers, "type=ParkingSpot&q=status.observedAt>=2024-01-20T00:00:00Z"
+    ) == [n for n in everything if 1 + n % 28 >= 20]
     assert await ids(api, headers, "type=ParkingSpot&q=nothing") == []
     assert await ids(api, headers, "type=ParkingSpot&q=!nothing") == everything
 
 
 async def test_scope_and_attrs(api: Api, headers: dict[str, str], spots: Any) -> None:
     assert await ids(api, headers, "type=ParkingSpot&scopeQ=/bangkok/%23") == [
-        n for n in range(1, 41) if n % 3 == 0]
+        n for n in range(1, 41) if n % 3 == 0
+    ]
     assert await ids(api, headers, "attrs=level&type=ParkingSpot") == list(range(1, 41))
     assert await ids(api, headers, "attrs=nothing&type=ParkingSpot") == []
 
 
 async def test_geo(api: Api, headers: dict[str, str], spots: Any) -> None:
-    near = await ids(api, headers, "type=ParkingSpot&geometry=Point&georel=near;maxDistance==250"
-                                   "&coordinates=[100.51,13.75]")
+    near = await ids(
+        api,
+        headers,
+        "type=ParkingSpot&geometry=Point&georel=near;maxDistance==250&coordinates=[100.51,13.75]",
+    )
     # points are 0.001 deg (~108 m) apart along the parallel 13.75 N
     assert near == [8, 9, 10, 11, 12]
-    within = await ids(api, headers, "type=ParkingSpot&geometry=Polygon&georel=within"
-                       "&coordinates=[[[100.5005,13.7],[100.5035,13.7],[100.5035,13.8],"
-                       "[100.5005,13.8],[100.5005,13.7]]]")
+    within = await ids(
+        api,
+        headers,
+        "type=ParkingSpot&geometry=Polygon&georel=within"
+        "&coordinates=[[[100.5005,13.7],[100.5035,13.7],[100.5035,13.8],"
+        "[100.5005,13.8],[100.5005,13.7]]]",
+    )
     assert within == [1, 2, 3]
-    r = await api.get(f"{E}?type=ParkingSpot&geometry=Point&georel=within&coordinates=[1",
-                      headers=headers)
+    r = await api.get(
+        f"{E}?type=ParkingSpot&geometry=Point&georel=within&coordinates=[1", headers=headers
+    )
     assert r.status_code == 400
 
 
@@ -113,9 +137,16 @@ async def test_paging_and_count(api: Api, headers: dict[str, str], spots: Any) -
 
 
 async def test_bad_queries_are_400(api: Api, headers: dict[str, str], spots: Any) -> None:
-    for query in ("", "q=level>>1&type=ParkingSpot", "type=A;;B", "idPattern=(", "type=ParkingSpot&q=(a",
-                  "type=ParkingSpot&scopeQ=/a/%23/b", "type=ParkingSpot&options=bogus",
-                  "type=ParkingSpot&geometry=Point&georel=near&coordinates=[1,2]"):
+    for query in (
+        "",
+        "q=level>>1&type=ParkingSpot",
+        "type=A;;B",
+        "idPattern=(",
+        "type=ParkingSpot&q=(a",
+        "type=ParkingSpot&scopeQ=/a/%23/b",
+        "type=ParkingSpot&options=bogus",
+        "type=ParkingSpot&geometry=Point&georel=near&coordinates=[1,2]",
+    ):
         r = await api.get(f"{E}?{query}", headers=headers)
         assert r.status_code == 400, (query, r.text)
         assert r.json()["type"].startswith("https://uri.etsi.org/ngsi-ld/errors/")
@@ -124,8 +155,9 @@ async def test_bad_queries_are_400(api: Api, headers: dict[str, str], spots: Any
 async def test_keyvalues_list_and_geojson(api: Api, headers: dict[str, str], spots: Any) -> None:
     r = await api.get(f"{E}?type=ParkingSpot&limit=2&options=keyValues", headers=headers)
     assert r.json()[0]["status"] == "occupied" if r.json()[0]["id"].endswith("2") else "free"
-    r = await api.get(f"{E}?type=ParkingSpot&limit=3",
-                      headers={**headers, "Accept": "application/geo+json"})
+    r = await api.get(
+        f"{E}?type=ParkingSpot&limit=3", headers={**headers, "Accept": "application/geo+json"}
+    )
     assert r.status_code == 200
     fc = r.json()
     assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 3
@@ -133,15 +165,25 @@ async def test_keyvalues_list_and_geojson(api: Api, headers: dict[str, str], spo
 
 
 async def test_post_query(api: Api, headers: dict[str, str], spots: Any) -> None:
-    body = {"type": "Query", "entities": [{"type": "ParkingSpot"}], "q": "level==1",
-            "attrs": ["level"]}
+    body = {
+        "type": "Query",
+        "entities": [{"type": "ParkingSpot"}],
+        "q": "level==1",
+        "attrs": ["level"],
+    }
     r = await api.post("/ngsi-ld/v1/entityOperations/query?limit=100", json=body, headers=headers)
     assert r.status_code == 200, r.text
     got = r.json()
     assert [int(e["id"][-3:]) for e in got] == [n for n in range(1, 41) if n % 4 == 1]
     assert set(got[0]) - {"scope"} == {"id", "type", "level"}
-    body = {"type": "Query", "geoQ": {"geometry": "Point", "coordinates": [100.51, 13.75],
-                                      "georel": "near;maxDistance==150"}}
+    body = {
+        "type": "Query",
+        "geoQ": {
+            "geometry": "Point",
+            "coordinates": [100.51, 13.75],
+            "georel": "near;maxDistance==150",
+        },
+    }
     r = await api.post("/ngsi-ld/v1/entityOperations/query", json=body, headers=headers)
     assert [int(e["id"][-3:]) for e in r.json()] == [9, 10, 11]
     r = await api.post("/ngsi-ld/v1/entityOperations/query", json={"type": "Nope"}, headers=headers)

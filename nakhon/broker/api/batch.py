@@ -33,8 +33,9 @@ def _items(body: Any, call: Call, kind: BatchKind) -> list[Entity | str | NgsiEr
                     raise BadRequestData("A batch delete body is an array of entity ids.")
                 items.append(check_uri(raw))
                 continue
-            entity = validate.parse_entity(raw, call.terms.expand, require_type=kind != "merge"
-                                           and kind != "update")
+            entity = validate.parse_entity(
+                raw, call.terms.expand, require_type=kind != "merge" and kind != "update"
+            )
             check_uri(entity.id)
             items.append(entity)
         except NgsiError as exc:
@@ -79,13 +80,20 @@ def _batch(kind: BatchKind) -> Any:
         st = state(request)
         principal = await st.access.authenticate(request.headers)
         body, ctype = await read_json(request, st.settings.max_body_bytes)
-        call = await st.call(request, principal, body if kind != "delete" else None,
-                             ctype if kind != "delete" else None)
+        call = await st.call(
+            request,
+            principal,
+            body if kind != "delete" else None,
+            ctype if kind != "delete" else None,
+        )
         opts = p.options_of(request.query_params)
         if "replace" in opts and "update" in opts:
             raise BadRequestData("options=replace and options=update exclude each other.")
         result = await st.broker.batch(
-            call.principal, call.tenant, kind, _items(body, call, kind),
+            call.principal,
+            call.tenant,
+            kind,
+            _items(body, call, kind),
             upsert_mode="update" if "update" in opts else "replace",
             no_overwrite="noOverwrite" in opts,
         )

@@ -51,7 +51,8 @@ async def delete_context(request: Request) -> Response:
     principal = await st.access.authenticate(request.headers)
     st.access.require_write(principal, "")
     await contexts.delete_context(
-        st.resolver, request.path_params["context_id"],
+        st.resolver,
+        request.path_params["context_id"],
         p.bool_param(request.query_params, "reload"),
     )
     return Response(status_code=204)

@@ -30,8 +30,12 @@ BASE = "/ngsi-ld/v1"
 def check_uri(value: str, what: str = "Entity id") -> str:
     """Ids in paths and bodies must be URIs (a scheme, then something)."""
     scheme, sep, rest = value.partition(":")
-    if not sep or not rest or not scheme or not scheme[0].isalpha() or any(
-        c in value for c in ' <>"{}|\\^`'
+    if (
+        not sep
+        or not rest
+        or not scheme
+        or not scheme[0].isalpha()
+        or any(c in value for c in ' <>"{}|\\^`')
     ):
         raise BadRequestData(f"{what} {value!r} is not a valid URI.")
     return value
@@ -78,7 +82,9 @@ async def query_entities(request: Request) -> Response:
     return page_response(page, query, opts, call, mtype)
 
 
-def page_response(page: Any, query: Any, opts: render.RenderOptions, call: Call, mtype: str) -> Response:
+def page_response(
+    page: Any, query: Any, opts: render.RenderOptions, call: Call, mtype: str
+) -> Response:
     headers: dict[str, str] = {}
     if page.count is not None:
         headers["NGSILD-Results-Count"] = str(page.count)
@@ -169,9 +175,7 @@ async def append_attrs(request: Request) -> Response:
     attrs = validate.parse_attributes(body, call.terms.expand)
     types = None
     if "type" in body:
-        types = validate.parse_entity(
-            {"id": eid, "type": body["type"]}, call.terms.expand
-        ).types
+        types = validate.parse_entity({"id": eid, "type": body["type"]}, call.terms.expand).types
     outcome = await st.broker.append_attrs(
         call.principal, call.tenant, eid, attrs, no_overwrite="noOverwrite" in opts, types=types
     )
@@ -216,8 +220,12 @@ async def delete_attr(request: Request) -> Response:
     attr = call.terms.expand(request.path_params["attr_id"])
     params = request.query_params
     await st.broker.delete_attr(
-        call.principal, call.tenant, eid, attr,
-        dataset_id=params.get("datasetId"), delete_all=p.bool_param(params, "deleteAll"),
+        call.principal,
+        call.tenant,
+        eid,
+        attr,
+        dataset_id=params.get("datasetId"),
+        delete_all=p.bool_param(params, "deleteAll"),
     )
     return no_content(call)
 

@@ -73,7 +73,9 @@ def media_type(value: str | None) -> str:
     return (value or "").split(";", 1)[0].strip().lower()
 
 
-async def read_json(request: Request, max_bytes: int, *, merge_patch: bool = False) -> tuple[Any, str]:
+async def read_json(
+    request: Request, max_bytes: int, *, merge_patch: bool = False
+) -> tuple[Any, str]:
     """The request body, decoded, with its media type; 415, 413 and 400 as the spec says."""
     ctype = media_type(request.headers.get("content-type"))
     allowed = (JSON, JSON_LD, MERGE_PATCH) if merge_patch else (JSON, JSON_LD)
@@ -129,7 +131,9 @@ async def call_context(
         source = link
     terms = await resolver.resolve(source)
     url = source if isinstance(source, str) else None
-    return Call(request, tenant, principal, terms, source if source is not None else CORE_CONTEXT_URL, url)
+    return Call(
+        request, tenant, principal, terms, source if source is not None else CORE_CONTEXT_URL, url
+    )
 
 
 def _has_context(body: Any) -> bool:
@@ -166,8 +170,9 @@ def negotiate(request: Request, *, geojson: bool = False) -> str:
                 if best is None or score > best:
                     best = score
     if best is None:
-        raise NotAcceptable(f"None of the accepted types ({header}) can be given; offered: "
-                            + ", ".join(offered))
+        raise NotAcceptable(
+            f"None of the accepted types ({header}) can be given; offered: " + ", ".join(offered)
+        )
     return best[2]
 
 
@@ -202,9 +207,7 @@ def _with_context(data: Any, context: Any) -> Any:
 
 def problem_response(error: NgsiError) -> Response:
     """ProblemDetails for an NgsiError."""
-    return Response(
-        orjson.dumps(error.problem()), error.status, media_type=JSON
-    )
+    return Response(orjson.dumps(error.problem()), error.status, media_type=JSON)
 
 
 def no_content(call: Call | None = None, headers: dict[str, str] | None = None) -> Response:

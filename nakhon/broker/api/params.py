@@ -15,8 +15,16 @@ from nakhon.broker.render import RenderOptions
 from nakhon.core.errors import BadRequestData
 from nakhon.storage.base import EntityQuery
 
-_OPTIONS = {"keyValues", "concise", "sysAttrs", "normalized", "simplified", "noOverwrite",
-            "replace", "update"}
+_OPTIONS = {
+    "keyValues",
+    "concise",
+    "sysAttrs",
+    "normalized",
+    "simplified",
+    "noOverwrite",
+    "replace",
+    "update",
+}
 _FORMATS = {"normalized", "concise", "simplified", "keyValues"}
 
 
@@ -114,14 +122,17 @@ def entity_query(
     geo = None
     if any(params.get(k) for k in ("geometry", "georel", "coordinates")):
         geo = geo_query(
-            params.get("geometry"), params.get("georel"), params.get("coordinates"),
-            params.get("geoproperty"), terms,
+            params.get("geometry"),
+            params.get("georel"),
+            params.get("coordinates"),
+            params.get("geoproperty"),
+            terms,
         )
-    if require_filter and not any((ids, id_pattern, type_expr, attrs, q, geo, scope_q)):
-        if params.get("local") != "true":
-            raise BadRequestData(
-                "Give at least one of id, idPattern, type, attrs, q, geometry or scopeQ."
-            )
+    unfiltered = not any((ids, id_pattern, type_expr, attrs, q, geo, scope_q))
+    if require_filter and unfiltered and params.get("local") != "true":
+        raise BadRequestData(
+            "Give at least one of id, idPattern, type, attrs, q, geometry or scopeQ."
+        )
     return EntityQuery(
         ids=ids,
         id_pattern=id_pattern,
@@ -137,7 +148,10 @@ def entity_query(
 
 
 def geo_query(
-    geometry: str | None, georel: str | None, coordinates: Any, geoproperty: str | None,
+    geometry: str | None,
+    georel: str | None,
+    coordinates: Any,
+    geoproperty: str | None,
     terms: TermMap,
 ) -> Any:
     if not geometry or not georel or coordinates in (None, ""):
@@ -150,7 +164,7 @@ def query_from_body(
 ) -> tuple[EntityQuery, dict[str, str]]:
     """POST /entityOperations/query: the Query body plus paging parameters in the URL."""
     if not isinstance(body, dict) or body.get("type") != "Query":
-        raise BadRequestData("The body must be a Query object with \"type\": \"Query\".")
+        raise BadRequestData('The body must be a Query object with "type": "Query".')
     merged: dict[str, str] = dict(params)
     entities = body.get("entities")
     if entities is not None:
@@ -182,7 +196,9 @@ def query_from_body(
 
 
 def _selectors_into(selectors: list[dict[str, Any]], merged: dict[str, str]) -> None:
-    ids, types, patterns = [], [], []
+    ids: list[str] = []
+    types: list[str] = []
+    patterns: list[str] = []
     for sel in selectors:
         for key, bucket in (("id", ids), ("type", types), ("idPattern", patterns)):
             value = sel.get(key)

@@ -46,8 +46,8 @@ def parse_fragment(attr: str, body: Any, expand: Any) -> list[Instance]:
     if not fragment:
         raise BadRequestData("The attribute fragment is empty.")
     if "type" in fragment or any(
-        k in fragment for k in ("value", "object", "languageMap", "vocab", "valueList",
-                                "objectList", "json")
+        k in fragment
+        for k in ("value", "object", "languageMap", "vocab", "valueList", "objectList", "json")
     ):
         return validate.parse_attribute(attr, fragment, expand)
     # Only meta members / sub-attributes: validate them by parsing as a Property around them.

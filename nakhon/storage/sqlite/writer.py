@@ -8,6 +8,7 @@ load, many requests share one commit (group commit), so throughput grows with co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -91,10 +92,8 @@ class SqliteWriter:
         try:
             answers = self._apply(jobs)
         except BaseException as exc:  # a database failure fails the whole group, nothing written
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             for job in jobs:
                 _answer(job, exc=exc)
             return
@@ -186,8 +185,16 @@ class SqliteWriter:
             cursor = conn.execute(
                 "INSERT INTO entities (tenant, id, type, types, scopes, created_at, modified_at,"
                 " doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (tenant, entity.id, entity.types[0], types, scopes, entity.created_at,
-                 entity.modified_at, doc),
+                (
+                    tenant,
+                    entity.id,
+                    entity.types[0],
+                    types,
+                    scopes,
+                    entity.created_at,
+                    entity.modified_at,
+                    doc,
+                ),
             )
             pk = cursor.lastrowid
             assert pk is not None
@@ -252,7 +259,6 @@ def _answer(
             assert result is not None
             job.future.set_result(result)
 
-    try:
+    # A RuntimeError means the caller's loop is gone (shutdown): nobody is waiting.
+    with contextlib.suppress(RuntimeError):
         job.loop.call_soon_threadsafe(deliver)
-    except RuntimeError:  # the caller's loop is gone (shutdown); nobody is waiting
-        pass
