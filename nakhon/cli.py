@@ -130,3 +130,7 @@ def credentials_revoke(
 def main() -> None:
     """Entry point of the ``nakhon`` console script."""
     app()
+
+
+if __name__ == "__main__":
+    main()

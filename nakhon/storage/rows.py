@@ -23,6 +23,22 @@ def dump_doc(entity: Entity) -> bytes:
     return orjson.dumps({"attrs": entity.attrs})
 
 
+def query_values(entity: Entity) -> str:
+    """The scalar projection SQLite's q fast path reads (see ``query.q_sql.fast_term``).
+
+    Every attribute IRI maps to its value when the attribute is a single Property instance
+    whose value is a number or a string, else to null (the exact document walk decides)."""
+    out: dict[str, Any] = {}
+    for iri, instances in entity.attrs.items():
+        value = None
+        if len(instances) == 1 and instances[0].get("type") == "Property":
+            candidate = instances[0].get("value")
+            if isinstance(candidate, (int, float, str)) and not isinstance(candidate, bool):
+                value = candidate
+        out[iri] = value
+    return orjson.dumps(out).decode()
+
+
 def entity_from_row(
     entity_id: str,
     types: list[str],

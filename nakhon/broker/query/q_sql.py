@@ -24,10 +24,11 @@ _SQL_OPS = {">": ">", ">=": ">=", "<": "<", "<=": "<="}
 
 
 class _Compiler:
-    def __init__(self, dialect: Dialect, params: list[Any]) -> None:
+    def __init__(self, dialect: Dialect, params: list[Any], fast: str | None = None) -> None:
         self.bind = Binder(dialect, params)
         self.pg = self.bind.pg
         self.counter = 0
+        self.fast = None if self.pg else fast
 
     def alias(self, stem: str) -> str:
         self.counter += 1
@@ -187,6 +188,34 @@ class _Compiler:
         return list(groups.values())
 
     def term(self, term: Term) -> str:
+        if self.fast is not None and _fast_eligible(term):
+            return self.fast_term(term, self.fast)
+        return self.generic_term(term)
+
+    def fast_term(self, term: Term, column: str) -> str:
+        """SQLite: test a simple ``attr op literal`` on the scalar projection column first.
+
+        The projection (``storage.rows.query_values``) maps every attribute IRI to its value
+        when the attribute is one Property instance with a number or string value, and to
+        JSON null otherwise. Missing key: no attribute, no match. Null: the exact walk over
+        the document decides. A scalar: the same typed test the walk would apply to it —
+        one small JSON lookup instead of several nested json_each scans per row."""
+        label = '$."' + term.path.attr + '"'
+        q = self.alias("q")
+        # Parameters bind in the order they appear in the SQL text.
+        head = (
+            f"EXISTS (SELECT 1 FROM (SELECT json_type({column}, {self.bind(label)}) AS type, "
+            f"json_extract({column}, {self.bind(label)}) AS value) AS {q} "
+            f"WHERE {q}.type IS NOT NULL AND CASE WHEN {q}.type = 'null' THEN "
+        )
+        generic = self.generic_term(term)
+        # The projection holds scalars only, so the element test applies to the value itself
+        # (no array branch: json_each over a plain SQL text would be malformed JSON).
+        hit = self.positive(term, Source("value", (), "standard"))(q)
+        cond = f"(NOT {hit})" if term.op == "!=" else hit
+        return f"{head}{generic} ELSE {cond} END)"
+
+    def generic_term(self, term: Term) -> str:
         path = term.path
         if self.pg:
             attr = f"(e.doc -> 'attrs' -> {self.bind(path.attr)})"
@@ -221,11 +250,29 @@ class _Compiler:
         return f"(NOT {sql})" if term.negated else sql
 
 
-def compile_q(expr: QExpr, dialect: Dialect, params: list[Any]) -> str:
+def _fast_eligible(term: Term) -> bool:
+    path = term.path
+    return (
+        term.op not in (None, "!~=")
+        and not term.negated
+        and not path.sub
+        and path.member is None
+        and not path.trail
+        and not node_only(term)
+        and '"' not in path.attr
+        and "\\" not in path.attr
+    )
+
+
+def compile_q(
+    expr: QExpr, dialect: Dialect, params: list[Any], *, fast_column: str | None = None
+) -> str:
     """SQL boolean for ``expr`` over table alias ``e``; values are appended to ``params``.
 
     Placeholders are ``?`` (sqlite) or ``$N`` (postgres, N = position in ``params``). On
     SQLite the connection needs the ``regexp`` function (:func:`sqlite_regexp`).
+    ``fast_column`` (SQLite only) names the scalar projection column of the entities table
+    (``e.qv``), which lets simple comparisons skip the document walk.
     """
-    compiler = _Compiler(dialect, params)
+    compiler = _Compiler(dialect, params, fast_column)
     return to_sql(expr, compiler.term)

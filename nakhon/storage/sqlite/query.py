@@ -53,7 +53,7 @@ def build_query(tenant: str, query: EntityQuery) -> BuiltQuery:
         )
         params += list(query.attrs)
     if query.q is not None:
-        where.append(ql.compile_q(query.q, "sqlite", params))
+        where.append(ql.compile_q(query.q, "sqlite", params, fast_column="e.qv"))
     if query.scope_q is not None:
         where.append(ql.compile_scope(query.scope_q, "sqlite", params))
     if query.geo is not None:

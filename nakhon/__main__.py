@@ -1,0 +1,5 @@
+"""`python -m nakhon` runs the `nakhon` command."""
+
+from nakhon.cli import main
+
+main()
