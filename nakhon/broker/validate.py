@@ -179,7 +179,10 @@ def check_datetime(value: Any, what: str) -> str:
 
 def looks_like_geometry(value: Any) -> bool:
     """Whether ``value`` has the shape of a GeoJSON geometry (not whether it is valid)."""
-    return (isinstance(value, dict) and value.get("type") in GEOMETRY_TYPES
+    if not isinstance(value, dict):
+        return False
+    gtype = value.get("type")
+    return (isinstance(gtype, str) and gtype in GEOMETRY_TYPES
             and ("coordinates" in value or "geometries" in value))
 
 
@@ -216,10 +219,10 @@ def infer_type(name_iri: str, instance: dict[str, Any]) -> str | None:
 
 def validate_geometry(value: Any, what: str) -> None:
     """Raise unless ``value`` is a valid GeoJSON geometry in WGS 84 (RFC 7946)."""
-    if not isinstance(value, dict) or value.get("type") not in GEOMETRY_TYPES:
+    gtype = value.get("type") if isinstance(value, dict) else None
+    if not isinstance(gtype, str) or gtype not in GEOMETRY_TYPES:
         raise BadRequestData(f"{what} must be a GeoJSON geometry (Point, LineString, Polygon,"
                              f" Multi*, GeometryCollection), got {_short(value)}")
-    gtype = value["type"]
     if gtype == "GeometryCollection":
         parts = value.get("geometries")
         if not isinstance(parts, list):
@@ -231,12 +234,16 @@ def validate_geometry(value: Any, what: str) -> None:
     depth = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString": 2,
              "Polygon": 2, "MultiPolygon": 3}[gtype]
     _check_coords(coords, depth, gtype, what)
+    if gtype not in ("Polygon", "MultiPolygon"):
+        # Checked positions (and counts, for lines) are all a point or a line needs; only
+        # polygons have validity rules (rings, self-intersection) worth the cost of GEOS.
+        return
     try:
         geom = shape(value)
     except Exception as exc:  # shapely raises several types for malformed input
         raise BadRequestData(f"{what}: invalid {gtype}: {exc}") from None
     # Geo-queries on self-intersecting polygons give wrong answers (or GEOS errors) later.
-    if gtype in ("Polygon", "MultiPolygon") and not geom.is_valid:
+    if not geom.is_valid:
         raise BadRequestData(f"{what}: invalid {gtype}: {explain_validity(geom)}")
 
 

@@ -25,6 +25,7 @@ _OPTIONS = {
     "replace",
     "update",
 }
+_MAX_INT = 2**31 - 1  # SQL engines take 64-bit integers; nobody pages past two billion
 _FORMATS = {"normalized", "concise", "simplified", "keyValues"}
 
 
@@ -56,6 +57,8 @@ def int_param(params: Mapping[str, str], name: str, default: int) -> int:
         raise BadRequestData(f"{name} must be an integer, got {raw!r}.") from None
     if value < 0:
         raise BadRequestData(f"{name} must not be negative.")
+    if value > _MAX_INT:
+        raise BadRequestData(f"{name} must be at most {_MAX_INT}.")
     return value
 
 
