@@ -30,6 +30,8 @@ from nakhon.core.errors import (
     ResourceNotFound,
 )
 from nakhon.core.logs import get_logger
+from nakhon.domains import api as domains_api
+from nakhon.domains.monitor import AlertMonitor
 from nakhon.storage import storage_for
 
 log = get_logger("nakhon.app")
@@ -105,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     broker = Broker(storage, access, max_limit=settings.max_limit)
     api = ApiState(settings, broker, access, resolver)
+    alert_monitor = AlertMonitor(broker)  # absence-of-data alert sweeps
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -115,9 +118,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "read and write every tenant. Use only on closed networks or for conformance tests."
             )
         await bootstrap_admin(access, Path(settings.data_dir))
+        alert_monitor.start()
         try:
             yield
         finally:
+            await alert_monitor.stop()
             await resolver.aclose()
             await storage.close()
 
@@ -131,6 +136,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *discovery.routes,
         *contexts_api.routes,
         *admin_api.routes,
+        *domains_api.routes,
     ]
     app = Starlette(
         routes=routes,
