@@ -33,6 +33,8 @@ from nakhon.core.logs import get_logger
 from nakhon.domains import api as domains_api
 from nakhon.domains.monitor import AlertMonitor
 from nakhon.storage import storage_for
+from nakhon.subscriptions import api as subscriptions_api
+from nakhon.subscriptions.service import SubscriptionService
 
 log = get_logger("nakhon.app")
 ADMIN_TOKEN_FILE = "admin-token"
@@ -107,6 +109,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     broker = Broker(storage, access, max_limit=settings.max_limit)
     api = ApiState(settings, broker, access, resolver)
+    subscriptions = SubscriptionService(storage, access, resolver, max_limit=settings.max_limit)
     alert_monitor = AlertMonitor(broker)  # absence-of-data alert sweeps
 
     @asynccontextmanager
@@ -118,11 +121,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "read and write every tenant. Use only on closed networks or for conformance tests."
             )
         await bootstrap_admin(access, Path(settings.data_dir))
+        await subscriptions.open()  # outbox hook + dispatcher, before anything else writes
         alert_monitor.start()
         try:
             yield
         finally:
             await alert_monitor.stop()
+            await subscriptions.close()
             await resolver.aclose()
             await storage.close()
 
@@ -136,6 +141,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *discovery.routes,
         *contexts_api.routes,
         *admin_api.routes,
+        *subscriptions_api.routes,
         *domains_api.routes,
     ]
     app = Starlette(
@@ -150,4 +156,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.api = api
     app.state.storage = storage
     app.state.settings = settings
+    app.state.subscriptions = subscriptions
     return app

@@ -26,6 +26,8 @@ from nakhon.storage.base import (
     WriteOp,
 )
 
+from nakhon.storage.hooks import WriteHook
+
 from . import query as sqlq
 from .codec import ENTITY_COLUMNS, init_connection, row_to_entity
 from .schema import migrate
@@ -58,6 +60,8 @@ class PostgresStorage:
         self._history = history
         self._pool: asyncpg.Pool | None = None
         self._writer: Writer | None = None
+        # Transaction hooks (nakhon.storage.hooks); append before or after open().
+        self.write_hooks: list[WriteHook] = []
         self._tenants: set[str] = {DEFAULT_TENANT}
         self.search_path = ""
         self.migrations_applied: list[int] = []
@@ -87,7 +91,12 @@ class PostgresStorage:
                 "jit": "off",
             },
         )
-        self._writer = Writer(self._pool, batch_max=self.write_batch_max, history=self._history)
+        self._writer = Writer(
+            self._pool,
+            batch_max=self.write_batch_max,
+            history=self._history,
+            hooks=self.write_hooks,
+        )
         self._writer.start()
 
     async def close(self) -> None:

@@ -4,6 +4,9 @@ Per batch: one ``SELECT … FOR UPDATE`` reads every touched entity, the mutatio
 queue order (a later operation on an entity sees the earlier one's result), then a handful of
 set-based statements write everything (``unnest`` arrays for upserts, deletes and geo rows,
 binary ``COPY`` for history), and only after COMMIT does any caller get its answer.
+
+Transaction hooks (``nakhon.storage.hooks``) get the batch's changes after the mutations ran
+and their rows are copied into their tables in the same transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncpg
 from nakhon.broker.model import Entity
 from nakhon.core.errors import NgsiError
 from nakhon.storage.base import Outcome, WriteOp
+from nakhon.storage.hooks import Change, WriteHook
 
 from .codec import ENTITY_COLUMNS, geo_rows, geo_values, history_rows, now_iso, row_to_entity
 
@@ -108,15 +112,25 @@ class _Plan:
     tenants: set[str] = field(default_factory=set)
     # EWKB rows of the latest geo state per key, computed (and validated) once in _apply.
     geo: dict[Key, list[tuple[str, bytes]]] = field(default_factory=dict)
+    changes: list[Change] = field(default_factory=list)
 
 
 class Writer:
     """The single writer task of one engine."""
 
-    def __init__(self, pool: asyncpg.Pool, *, batch_max: int, history: bool = True) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        batch_max: int,
+        history: bool = True,
+        hooks: Sequence[WriteHook] = (),
+    ) -> None:
         self._pool = pool
         self._batch_max = batch_max
         self._history = history
+        # Kept by reference: hooks the engine registers after open() are seen too.
+        self._hooks = hooks
         self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._known_tenants: set[str] = set()
@@ -211,6 +225,18 @@ class Writer:
                 plan.slots[(row["tenant"], row["id"])] = _Slot(row["pk"], entity, entity)
             self._apply(ops, now, plan)
             await self._write(conn, plan)
+            if plan.changes:
+                for hook in self._hooks:
+                    for block in hook.rows(plan.changes, now):
+                        if block.rows:
+                            await conn.copy_records_to_table(
+                                block.table, records=block.rows, columns=list(block.columns)
+                            )
+        for hook in self._hooks:
+            try:
+                hook.committed()
+            except Exception:  # a wake-up must never fail a batch that has committed
+                log.exception("write hook failed after commit")
         self.batches += 1
         self.ops_written += len(ops)
         self._known_tenants |= plan.tenants
@@ -242,6 +268,9 @@ class Writer:
                 continue
             if rows is not None:
                 plan.geo[(op.tenant, op.entity_id)] = rows
+            if outcome.previous is None and not outcome.created:
+                outcome.previous = slot.current  # hooks rely on it (showChanges, triggers)
+            plan.changes.append((op.tenant, op.entity_id, outcome))
             slot.current = None if outcome.deleted else outcome.entity
             slot.dirty = True
             if op.tenant and op.tenant not in self._known_tenants:

@@ -22,6 +22,7 @@ from nakhon.storage.base import (
     TypeInfo,
     WriteOp,
 )
+from nakhon.storage.hooks import WriteHook
 from nakhon.storage.rows import entity_from_row
 from nakhon.storage.sqlite.query import build_query, filter_geo
 from nakhon.storage.sqlite.schema import migrate
@@ -54,6 +55,8 @@ class SqliteStorage:
         self.path = path
         self._batch_max = write_batch_max
         self._writer: SqliteWriter | None = None
+        # Transaction hooks (nakhon.storage.hooks); append before or after open().
+        self.write_hooks: list[WriteHook] = []
         self._readers = ThreadPoolExecutor(_READERS, thread_name_prefix="nakhon-sqlite-read")
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -64,8 +67,15 @@ class SqliteStorage:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = _connect(self.path)
         migrate(conn)
-        self._writer = SqliteWriter(conn, self._batch_max)
+        self._writer = SqliteWriter(conn, self._batch_max, self.write_hooks)
         self._writer.start()
+
+    @property
+    def writer(self) -> SqliteWriter:
+        """The writer thread (for :meth:`SqliteWriter.run`)."""
+        if self._writer is None:
+            raise RuntimeError("SqliteStorage is not open")
+        return self._writer
 
     async def close(self) -> None:
         if self._writer is not None:

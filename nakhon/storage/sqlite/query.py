@@ -60,8 +60,16 @@ def build_query(tenant: str, query: EntityQuery) -> BuiltQuery:
         where.append(_geo_candidates(query.geo, params))
     clause = " AND ".join(f"({w})" for w in where)
     base = f"FROM {source} WHERE {clause}"
+    page = f"SELECT {_COLUMNS} {base} ORDER BY {order} LIMIT ? OFFSET ?"
+    if single is not None and len(where) == 1:
+        # Type alone: find the page in the covering (tenant, type, id) index first and read
+        # only its 20 rows, so offset 100,000 skips index entries, not table rows.
+        page = (
+            f"SELECT {_COLUMNS} FROM entities e WHERE e.pk IN (SELECT t.entity_pk FROM"
+            f" entity_types t WHERE {clause} ORDER BY t.id LIMIT ? OFFSET ?) ORDER BY e.id"
+        )
     return BuiltQuery(
-        select_page=f"SELECT {_COLUMNS} {base} ORDER BY {order} LIMIT ? OFFSET ?",
+        select_page=page,
         page_params=[*params, query.limit, query.offset],
         select_count=f"SELECT count(*) {base}",
         select_all=f"SELECT {_COLUMNS} {base} ORDER BY {order}",

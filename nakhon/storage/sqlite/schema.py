@@ -17,6 +17,7 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL,
         modified_at TEXT NOT NULL,
         doc TEXT NOT NULL,
+        qv TEXT NOT NULL,
         UNIQUE (tenant, id)
     );
     CREATE INDEX entities_by_type ON entities (tenant, type, id);
@@ -55,6 +56,48 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX attr_history_by_attr
         ON attr_history (tenant, entity_id, attr, observed_at);
+    """,
+    # 2: subscriptions and their durable notification outbox (nakhon.subscriptions).
+    """
+    CREATE TABLE subscriptions (
+        pk INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        modified_at TEXT NOT NULL,
+        times_sent INTEGER NOT NULL DEFAULT 0,
+        times_failed INTEGER NOT NULL DEFAULT 0,
+        last_notification TEXT,
+        last_success TEXT,
+        last_failure TEXT,
+        UNIQUE (tenant, id)
+    );
+    CREATE TABLE notification_outbox (
+        seq INTEGER PRIMARY KEY,
+        sub_pk INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX notification_outbox_by_sub ON notification_outbox (sub_pk, seq);
+    """,
+    # 3: temporal queries (nakhon.temporal). Two generated columns derived from what the writer
+    # already stores, so the write path is unchanged: ts_ms, the effective observation time
+    # (observedAt, else modification time) as integer epoch milliseconds — exact, and the same
+    # value for the same instant whatever the offset it was written with — and num, the value
+    # when it is a JSON number. The index covers the temporal read and aggregation path; it
+    # replaces the observed_at index, which a coalesced time could not use.
+    """
+    ALTER TABLE attr_history ADD COLUMN ts_ms INTEGER GENERATED ALWAYS AS (
+        CAST(round((julianday(coalesce(observed_at, modified_at)) - 2440587.5) * 86400000.0)
+             AS INTEGER)) VIRTUAL;
+    ALTER TABLE attr_history ADD COLUMN num REAL GENERATED ALWAYS AS (
+        CASE json_type(instance, '$.value')
+            WHEN 'integer' THEN json_extract(instance, '$.value')
+            WHEN 'real' THEN json_extract(instance, '$.value') END) VIRTUAL;
+    DROP INDEX attr_history_by_attr;
+    CREATE INDEX attr_history_by_time
+        ON attr_history (tenant, entity_id, attr, ts_ms, num, dataset_id);
     """,
 )
 

@@ -3,6 +3,11 @@
 Concurrent requests each put their operations on the queue; the writer takes everything waiting
 (up to ``batch_max`` operations), applies it in one transaction and answers every caller. Under
 load, many requests share one commit (group commit), so throughput grows with concurrency.
+
+Transaction hooks (``nakhon.storage.hooks``) add their rows to the same transaction. Other
+writes to the file (subscription bookkeeping, outbox acknowledgements) go through
+:meth:`SqliteWriter.run` so that this thread stays the only writer: a second writing connection
+would make the writer wait on SQLite's busy handler, which sleeps in steps of milliseconds.
 """
 
 from __future__ import annotations
@@ -12,9 +17,9 @@ import contextlib
 import queue
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import shapely.geometry
@@ -22,15 +27,33 @@ import shapely.geometry
 from nakhon.broker.model import Entity
 from nakhon.core.errors import NgsiError
 from nakhon.storage.base import Outcome, WriteOp
-from nakhon.storage.rows import dump_doc, entity_from_row, geo_values, history_rows, utc_now
+from nakhon.storage.hooks import Change, WriteHook, insert_sql
+from nakhon.storage.rows import (
+    dump_doc,
+    entity_from_row,
+    geo_values,
+    history_rows,
+    query_values,
+    utc_now,
+)
 
 _LOAD_CHUNK = 400
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
 class _Job:
     ops: Sequence[WriteOp]
     future: asyncio.Future[list[Outcome | Exception]]
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass(slots=True)
+class _Call:
+    """A function to run on the write connection, in a transaction of its own."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
 
 
@@ -44,10 +67,17 @@ class _Current:
 class SqliteWriter:
     """Owns the one write connection and the thread that uses it."""
 
-    def __init__(self, conn: sqlite3.Connection, batch_max: int) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        batch_max: int,
+        hooks: Sequence[WriteHook] = (),
+    ) -> None:
         self._conn = conn
         self._batch_max = batch_max
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # Kept by reference: hooks the engine registers after open() are seen too.
+        self._hooks = hooks
+        self._queue: queue.SimpleQueue[_Job | _Call | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="nakhon-sqlite-writer", daemon=True)
         self._known_tenants: set[str] = set()
 
@@ -66,6 +96,13 @@ class SqliteWriter:
         self._queue.put(_Job(ops, future, loop))
         return await future
 
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the writer thread in its own transaction; its result or error."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Call(fn, future, loop))
+        return await future
+
     # --- writer thread -------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -74,7 +111,11 @@ class SqliteWriter:
             job = self._queue.get()
             if job is None:
                 return
+            if isinstance(job, _Call):
+                self._run_call(job)
+                continue
             jobs = [job]
+            calls: list[_Call] = []
             count = len(job.ops)
             while count < self._batch_max:
                 try:
@@ -84,9 +125,27 @@ class SqliteWriter:
                 if nxt is None:
                     stopping = True
                     break
+                if isinstance(nxt, _Call):
+                    calls.append(nxt)
+                    continue
                 jobs.append(nxt)
                 count += len(nxt.ops)
             self._commit_group(jobs)
+            for call in calls:
+                self._run_call(call)
+
+    def _run_call(self, call: _Call) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            result = call.fn(conn)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            _settle(call.loop, call.future, exc=exc)
+            return
+        _settle(call.loop, call.future, result=result)
 
     def _commit_group(self, jobs: list[_Job]) -> None:
         try:
@@ -97,6 +156,10 @@ class SqliteWriter:
             for job in jobs:
                 _answer(job, exc=exc)
             return
+        for hook in self._hooks:
+            # A hook's wake-up must never fail a batch that has committed.
+            with contextlib.suppress(Exception):
+                hook.committed()
         for job, answer in zip(jobs, answers, strict=True):
             _answer(job, result=answer)
 
@@ -107,6 +170,7 @@ class SqliteWriter:
         state = self._load(conn, {(op.tenant, op.entity_id) for job in jobs for op in job.ops})
         answers: list[list[Outcome | Exception]] = []
         history: list[tuple[Any, ...]] = []
+        changes: list[Change] = []
         dirty: set[tuple[str, str]] = set()
         for job in jobs:
             results: list[Outcome | Exception] = []
@@ -124,9 +188,12 @@ class SqliteWriter:
                 results.append(outcome)
                 if outcome.unchanged:
                     continue
+                if outcome.previous is None and not outcome.created:
+                    outcome.previous = cur.entity  # hooks rely on it (showChanges, triggers)
                 cur.entity = None if outcome.deleted else outcome.entity
                 dirty.add(key)
                 history.extend(history_rows(op.tenant, op.entity_id, outcome))
+                changes.append((op.tenant, op.entity_id, outcome))
             answers.append(results)
         for key in dirty:
             self._store(conn, key[0], state[key])
@@ -136,6 +203,11 @@ class SqliteWriter:
                 " modified_at, instance) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 history,
             )
+        if changes:
+            for hook in self._hooks:
+                for block in hook.rows(changes, now):
+                    if block.rows:
+                        conn.executemany(insert_sql(block), block.rows)
         conn.execute("COMMIT")
         return answers
 
@@ -184,7 +256,7 @@ class SqliteWriter:
         if pk is None:
             cursor = conn.execute(
                 "INSERT INTO entities (tenant, id, type, types, scopes, created_at, modified_at,"
-                " doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " doc, qv) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     tenant,
                     entity.id,
@@ -194,6 +266,7 @@ class SqliteWriter:
                     entity.created_at,
                     entity.modified_at,
                     doc,
+                    query_values(entity),
                 ),
             )
             pk = cursor.lastrowid
@@ -203,8 +276,17 @@ class SqliteWriter:
             return
         conn.execute(
             "UPDATE entities SET type = ?, types = ?, scopes = ?, created_at = ?,"
-            " modified_at = ?, doc = ? WHERE pk = ?",
-            (entity.types[0], types, scopes, entity.created_at, entity.modified_at, doc, pk),
+            " modified_at = ?, doc = ?, qv = ? WHERE pk = ?",
+            (
+                entity.types[0],
+                types,
+                scopes,
+                entity.created_at,
+                entity.modified_at,
+                doc,
+                query_values(entity),
+                pk,
+            ),
         )
         original = cur.original
         if original is None or original.types != entity.types:
@@ -227,7 +309,7 @@ def _insert_types(
 def _insert_geo(conn: sqlite3.Connection, pk: int, entity: Entity) -> None:
     for attr, geometry in geo_values(entity):
         try:
-            minx, miny, maxx, maxy = shapely.geometry.shape(geometry).bounds
+            minx, miny, maxx, maxy = _bounds(geometry)
         except Exception:  # validated at the edge; an unindexable value is simply not indexed
             continue
         cursor = conn.execute(
@@ -240,6 +322,15 @@ def _insert_geo(conn: sqlite3.Connection, pk: int, entity: Entity) -> None:
         )
 
 
+def _bounds(geometry: dict[str, Any]) -> tuple[float, float, float, float]:
+    """Bounding box of a GeoJSON geometry; points (most city sensors) skip Shapely."""
+    if geometry.get("type") == "Point":
+        x, y = geometry["coordinates"][:2]
+        return float(x), float(y), float(x), float(y)
+    minx, miny, maxx, maxy = shapely.geometry.shape(geometry).bounds
+    return float(minx), float(miny), float(maxx), float(maxy)
+
+
 def _delete_geo(conn: sqlite3.Connection, pk: int) -> None:
     conn.execute(
         "DELETE FROM geo_rtree WHERE gid IN (SELECT gid FROM geo WHERE entity_pk = ?)", (pk,)
@@ -250,15 +341,23 @@ def _delete_geo(conn: sqlite3.Connection, pk: int) -> None:
 def _answer(
     job: _Job, result: list[Outcome | Exception] | None = None, exc: BaseException | None = None
 ) -> None:
+    _settle(job.loop, job.future, result=result, exc=exc)
+
+
+def _settle(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[Any],
+    result: Any = None,
+    exc: BaseException | None = None,
+) -> None:
     def deliver() -> None:
-        if job.future.done():
+        if future.done():
             return
         if exc is not None:
-            job.future.set_exception(exc)
+            future.set_exception(exc)
         else:
-            assert result is not None
-            job.future.set_result(result)
+            future.set_result(result)
 
     # A RuntimeError means the caller's loop is gone (shutdown): nobody is waiting.
     with contextlib.suppress(RuntimeError):
-        job.loop.call_soon_threadsafe(deliver)
+        loop.call_soon_threadsafe(deliver)

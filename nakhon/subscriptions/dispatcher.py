@@ -1,0 +1,322 @@
+"""The dispatcher: delivers the outbox, per subscription, in order, at least once.
+
+One worker task per subscription with undelivered rows reads them in ``seq`` order, sends each
+(retrying transient failures with capped exponential backoff) and then deletes the delivered
+rows with one statement per chunk. A dead endpoint therefore only ever holds up its own
+worker: writes never wait for delivery (the hook only inserts rows) and other subscriptions
+have their own workers. A semaphore bounds how many sends are in flight at once.
+
+Durability comes from the rows: they are committed with the change and deleted only after a
+successful send, so after a crash or restart the workers resend whatever is left — possibly a
+notification that had been sent just before the crash (hence *at least* once; the notification
+id is stable per row so a receiver can drop the duplicate).
+
+Periodic subscriptions (``timeInterval``) do not use the outbox: each period a task queries the
+matching entities and sends them; a missed period is not worth replaying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from nakhon.broker.jsonld import CORE_CONTEXT_URL
+from nakhon.core.logs import get_logger
+from nakhon.storage.base import EntityQuery
+from nakhon.storage.rows import utc_now
+from nakhon.subscriptions import notify
+from nakhon.subscriptions.delivery import (
+    DeliveryError,
+    HttpConnection,
+    MqttHub,
+    classify,
+    mqtt_message,
+)
+from nakhon.subscriptions.matcher import Active, Registry
+from nakhon.subscriptions.store import OutboxRow, Stats, SubStore
+
+log = get_logger("nakhon.subscriptions.dispatcher")
+
+CHUNK = 200  # rows read (and acknowledged) at a time per subscription
+CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
+
+
+@dataclass(slots=True)
+class _Worker:
+    event: asyncio.Event = field(default_factory=asyncio.Event)  # new rows, or a change
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # the subscription changed
+    task: asyncio.Task[None] | None = None
+    http: HttpConnection | None = None
+
+
+class Dispatcher:
+    """Outbox delivery for every subscription of this process (see the module docstring)."""
+
+    def __init__(self, store: SubStore, registry: Registry, storage: Any, *,
+                 concurrency: int = 64, default_timeout: float = 10.0,
+                 backoff_base: float = 0.25, backoff_cap: float = 10.0,
+                 poll_interval: float = 2.0) -> None:
+        self.store = store
+        self.registry = registry
+        self.storage = storage
+        self.stats: dict[int, Stats] = {}
+        self.default_timeout = default_timeout
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.poll_interval = poll_interval
+        self._gate = asyncio.Semaphore(concurrency)
+        self._workers: dict[int, _Worker] = {}
+        self._periodic: dict[int, asyncio.Task[None]] = {}
+        self._mqtt = MqttHub()
+        self._stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._background: asyncio.Task[None] | None = None
+        self.refresh: Callable[[], Awaitable[None]] | None = None
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for pk in await self.store.pending():
+            if pk in self.registry.by_pk:
+                self._ensure(pk).event.set()
+        for entry in self.registry.by_pk.values():
+            self.changed(entry.pk)
+        self._background = self._loop.create_task(self._tick(), name="nakhon-notify-tick")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        tasks = [w.task for w in self._workers.values() if w.task is not None]
+        tasks += list(self._periodic.values())
+        if self._background is not None:
+            tasks.append(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for worker in self._workers.values():
+            if worker.http is not None:
+                worker.http.close()
+        await self._mqtt.close()
+
+    async def _tick(self) -> None:
+        """Safety net: wake every worker now and then (rows committed by another process on a
+        shared PostgreSQL, wake-ups lost in a crash) and pick up others' subscription edits."""
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                if self.refresh is not None:
+                    await self.refresh()
+                for pk in await self.store.pending():
+                    if pk in self.registry.by_pk:
+                        self._ensure(pk).event.set()
+            except Exception:
+                log.exception("dispatcher tick failed")
+
+    # --- wake-ups -----------------------------------------------------------------------------
+
+    def wake(self, pks: set[int]) -> None:
+        """Rows for ``pks`` committed (called from the writer's thread or task)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # loop shutting down: the rows stay durable
+            loop.call_soon_threadsafe(self._wake_now, pks)
+
+    def _wake_now(self, pks: set[int]) -> None:
+        for pk in pks:
+            self._ensure(pk).event.set()
+
+    def changed(self, pk: int) -> None:
+        """A subscription was created, updated or deleted: (re)start what it needs."""
+        if self._loop is None:
+            return
+        entry = self.registry.by_pk.get(pk)
+        periodic = self._periodic.get(pk)
+        if entry is None or entry.sub.time_interval is None:
+            if periodic is not None:
+                periodic.cancel()
+                del self._periodic[pk]
+        elif periodic is None:
+            self._periodic[pk] = self._loop.create_task(self._run_periodic(pk))
+        worker = self._workers.get(pk)
+        if worker is not None:
+            worker.event.set()  # re-read the subscription (deleted / resumed / new endpoint)
+            worker.changed.set()
+            if worker.http is not None:
+                worker.http.close()
+                worker.http = None
+
+    def _ensure(self, pk: int) -> _Worker:
+        worker = self._workers.get(pk)
+        if worker is None or worker.task is None or worker.task.done():
+            worker = worker or _Worker()
+            self._workers[pk] = worker
+            assert self._loop is not None
+            worker.task = self._loop.create_task(self._run_worker(pk, worker),
+                                                 name=f"nakhon-notify-{pk}")
+        return worker
+
+    # --- the per-subscription worker -------------------------------------------------------
+
+    async def _run_worker(self, pk: int, worker: _Worker) -> None:
+        try:
+            while not self._stopping.is_set():
+                entry = self.registry.by_pk.get(pk)
+                if entry is None:
+                    return
+                worker.event.clear()
+                if not entry.sub.is_active:  # paused: keep the rows until it is resumed
+                    await self._wait(worker.event, self.poll_interval)
+                    continue
+                rows = await self.store.fetch(pk, CHUNK)
+                if not rows:
+                    await self._wait(worker.event, self.poll_interval * 5)
+                    continue
+                done: list[int] = []
+                for row in rows:
+                    if not await self._deliver_row(pk, worker, row):
+                        break
+                    done.append(row.seq)
+                if pk in self.registry.by_pk:
+                    await self.store.ack(pk, done, self._stats(pk))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("notification worker failed; it restarts on the next wake-up",
+                          subscription_pk=pk)
+        finally:
+            if worker.http is not None:
+                worker.http.close()
+                worker.http = None
+
+    async def _deliver_row(self, pk: int, worker: _Worker, row: OutboxRow) -> bool:
+        """Send one row until it succeeds or is refused. False: stop (deleted, shutting down)."""
+        attempt = 0
+        while not self._stopping.is_set():
+            entry = self.registry.by_pk.get(pk)
+            if entry is None:
+                return False
+            try:
+                data = [notify.render_payload(entry.sub, row.payload)]
+            except Exception:  # cannot render: never block the queue on it
+                log.exception("notification could not be rendered; dropped",
+                              subscription=entry.sub.id, seq=row.seq)
+                return True
+            nid = notify.notification_id(pk, row.seq, row.created_at)
+            try:
+                await self.send(entry, data, nid, worker)
+                return True
+            except DeliveryError as exc:
+                log.warning("notification failed", subscription=entry.sub.id,
+                            endpoint=entry.sub.endpoint.uri, reason=str(exc), retry=exc.retry)
+                if not exc.retry:
+                    return True
+                await self.store.ack(pk, [], self._stats(pk))
+                delay = min(self.backoff_cap, self.backoff_base * (2 ** attempt))
+                attempt += 1
+                # Only a change of the subscription (new endpoint, deletion) cuts the backoff
+                # short; new rows must not, or a busy tenant would hammer a dead endpoint.
+                worker.changed.clear()
+                await self._wait(worker.changed, delay)
+        return False
+
+    async def _wait(self, event: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+
+    def _stats(self, pk: int) -> Stats:
+        return self.stats.setdefault(pk, Stats())
+
+    # --- sending ---------------------------------------------------------------------------
+
+    async def send(self, entry: Active, data: list[dict[str, Any]], nid: str,
+                   worker: _Worker | None) -> None:
+        """Send one notification; updates the statistics; raises DeliveryError."""
+        sub = entry.sub
+        endpoint = sub.endpoint
+        stats = self._stats(entry.pk)
+        now = utc_now()
+        body = notify.body(sub, data, nid, now)
+        headers = self._headers(entry)
+        timeout = (endpoint.timeout_ms / 1000.0) if endpoint.timeout_ms else self.default_timeout
+        stats.last_notification = now
+        try:
+            async with self._gate:
+                scheme = endpoint.uri.split(":", 1)[0].lower()
+                if scheme in ("mqtt", "mqtts"):
+                    qos = int(dict(endpoint.notifier_info).get("MQTT-QoS", "0"))
+                    await self._mqtt.publish(endpoint.uri, qos, mqtt_message(headers, body),
+                                             timeout)
+                else:
+                    conn = worker.http if worker is not None else None
+                    if conn is None:
+                        conn = HttpConnection(endpoint.uri)
+                        if worker is not None:
+                            worker.http = conn
+                    try:
+                        classify(await conn.post(headers, body, timeout))
+                    finally:
+                        if worker is None:
+                            conn.close()
+        except DeliveryError:
+            stats.times_failed += 1
+            stats.last_failure = now
+            raise
+        stats.times_sent += 1
+        stats.last_success = now
+
+    def _headers(self, entry: Active) -> list[tuple[str, str]]:
+        sub = entry.sub
+        accept = sub.endpoint.accept
+        headers = [("Content-Type", accept)]
+        if accept == "application/json":
+            url = sub.terms.link_url if isinstance(sub.context, str | list) else None
+            headers.append(("Link", f'<{url or CORE_CONTEXT_URL}>; rel="{CONTEXT_REL}";'
+                                    ' type="application/ld+json"'))
+        if entry.tenant:
+            headers.append(("NGSILD-Tenant", entry.tenant))
+        headers.extend(sub.endpoint.receiver_info)
+        return headers
+
+    # --- periodic subscriptions ----------------------------------------------------------------
+
+    async def _run_periodic(self, pk: int) -> None:
+        while not self._stopping.is_set():
+            entry = self.registry.by_pk.get(pk)
+            if entry is None or entry.sub.time_interval is None:
+                return
+            if entry.sub.live(utc_now()):
+                try:
+                    data = await self._periodic_data(entry)
+                    if data:
+                        nid = f"urn:ngsi-ld:Notification:{pk}-{datetime.now(UTC).timestamp()}"
+                        await self.send(entry, data, nid, None)
+                except DeliveryError as exc:
+                    log.warning("periodic notification failed", subscription=entry.sub.id,
+                                reason=str(exc))
+                except Exception:
+                    log.exception("periodic notification failed", subscription=entry.sub.id)
+                await self.store.ack(pk, [], self._stats(pk))
+            await asyncio.sleep(entry.sub.time_interval)
+
+    async def _periodic_data(self, entry: Active) -> list[dict[str, Any]]:
+        sub = entry.sub
+        found: dict[str, Any] = {}
+        for sel in sub.entities:
+            query = EntityQuery(
+                ids=[sel.id] if sel.id else None,
+                id_pattern=sel.id_pattern.pattern if sel.id_pattern else None,
+                type_expr=sel.types, q=sub.q, geo=sub.geo, scope_q=sub.scope_q, limit=1000)
+            page = await self.storage.query(entry.tenant, query)
+            for entity in page.entities:
+                found.setdefault(entity.id, entity)
+        return [
+            notify.render_change(sub, {
+                "id": e.id, "types": e.types, "scope": e.scope, "createdAt": e.created_at,
+                "modifiedAt": e.modified_at, "attrs": e.attrs})
+            for e in found.values()
+        ]

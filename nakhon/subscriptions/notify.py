@@ -1,0 +1,128 @@
+"""Notification bodies (5.3.1) from outbox payloads, rendered for one subscription.
+
+Rendering happens at delivery, not in the write transaction: the writer only serialises the
+change once (``matcher.ChangeInfo.payload``); format, projection, ``lang``, ``sysAttrs``,
+``showChanges`` and the subscription's @context are applied here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from nakhon.broker import render
+from nakhon.broker.model import VALUE_MEMBER, Entity, Instance
+from nakhon.subscriptions.model import Subscription
+
+NOTIFICATION_NS = uuid.UUID("4b1e5a56-0f6f-4c59-9f5e-6e616b686f6e")
+NGSI_LD_NULL = "urn:ngsi-ld:null"
+# showChanges (5.2.14): the member that carries the value before the change, by attribute type.
+_PREVIOUS = {
+    "Property": "previousValue",
+    "GeoProperty": "previousValue",
+    "Relationship": "previousObject",
+    "LanguageProperty": "previousLanguageMap",
+    "VocabProperty": "previousVocab",
+    "ListProperty": "previousValueList",
+    "ListRelationship": "previousObjectList",
+    "JsonProperty": "previousJson",
+}
+
+
+def notification_id(sub_pk: int, seq: int, created_at: str) -> str:
+    """Stable per outbox row, so a receiver can drop a redelivered duplicate (at-least-once)."""
+    return f"urn:ngsi-ld:Notification:{uuid.uuid5(NOTIFICATION_NS, f'{sub_pk}:{seq}:{created_at}')}"
+
+
+def options(sub: Subscription) -> render.RenderOptions:
+    return render.RenderOptions(
+        format=sub.format, sys_attrs=sub.sys_attrs, attrs=sub.attributes, lang=sub.lang
+    )
+
+
+def render_change(sub: Subscription, doc: dict[str, Any]) -> dict[str, Any]:
+    """One changed entity as the subscription wants it."""
+    compact = sub.terms.compact
+    types = doc["types"]
+    if "deletedAt" in doc:  # entityDeleted: id, type and deletedAt (5.2.12, 4.8)
+        out: dict[str, Any] = {
+            "id": doc["id"],
+            "type": compact(types[0]) if len(types) == 1 else [compact(t) for t in types],
+            "deletedAt": doc["deletedAt"],
+        }
+        return out
+    entity = Entity(doc["id"], types, doc["attrs"], doc.get("scope"), doc.get("createdAt", ""),
+                    doc.get("modifiedAt", ""))
+    opts = options(sub)
+    out = render.render_entity(entity, compact, opts)
+    wanted = sub.attributes
+    for iri in doc.get("deletedAttrs", ()):
+        if wanted is not None and iri not in wanted:
+            continue
+        # attributeDeleted: the attribute with the NGSI-LD Null value (4.5.x) and deletedAt.
+        if sub.format == "simplified":
+            out[compact(iri)] = NGSI_LD_NULL
+        else:
+            out[compact(iri)] = {"type": "Property", "value": NGSI_LD_NULL,
+                                 "deletedAt": doc.get("modifiedAt", "")}
+    if sub.show_changes:
+        _show_changes(out, doc.get("previous") or {}, compact, opts, wanted)
+    return out
+
+
+def _show_changes(out: dict[str, Any], previous: dict[str, list[Instance]], compact: Any,
+                  opts: render.RenderOptions, wanted: set[str] | None) -> None:
+    for iri, instances in previous.items():
+        if wanted is not None and iri not in wanted:
+            continue
+        name = compact(iri)
+        current = out.get(name)
+        old = next((i for i in instances if "datasetId" not in i), instances[0] if instances
+                   else None)
+        if old is None or current is None or isinstance(current, list):
+            continue  # several instances: previous values are not given (documented)
+        if not isinstance(current, dict):
+            # concise left a bare value: give the attribute its object form to add a member.
+            current = {"value": current}
+            out[name] = current
+        member = _PREVIOUS.get(old.get("type", "Property"), "previousValue")
+        value = old.get(VALUE_MEMBER.get(old.get("type", "Property"), "value"))
+        if old.get("type") == "VocabProperty":
+            value = [compact(v) for v in value] if isinstance(value, list) else compact(value)
+        current[member] = value
+
+
+def body(sub: Subscription, entities: Sequence[dict[str, Any]], notification_id: str,
+         notified_at: str) -> bytes:
+    """The Notification JSON for already rendered entities (GeoJSON when asked)."""
+    accept = sub.endpoint.accept
+    data: Any = list(entities)
+    if accept == "application/geo+json":
+        data = {"type": "FeatureCollection", "features": [_feature(e) for e in entities]}
+    note: dict[str, Any] = {
+        "id": notification_id,
+        "type": "Notification",
+        "subscriptionId": sub.id,
+        "notifiedAt": notified_at,
+        "data": data,
+    }
+    if accept in ("application/ld+json", "application/geo+json"):
+        note["@context"] = sub.context
+    return orjson.dumps(note)
+
+
+def _feature(entity: dict[str, Any]) -> dict[str, Any]:
+    props = {k: v for k, v in entity.items() if k != "id"}
+    location = props.get("location")
+    geometry = None
+    if isinstance(location, dict):
+        geometry = location.get("value", location if "coordinates" in location else None)
+    return {"id": entity.get("id"), "type": "Feature", "geometry": geometry,
+            "properties": props}
+
+
+def render_payload(sub: Subscription, payload: bytes) -> dict[str, Any]:
+    return render_change(sub, orjson.loads(payload))

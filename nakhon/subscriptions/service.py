@@ -1,0 +1,189 @@
+"""Subscription use cases (5.8): create, query, retrieve, update, delete — and the machinery.
+
+:class:`SubscriptionService` owns the registry (parsed subscriptions, indexed for the write
+hook), the outbox hook it registers with the storage engine and the dispatcher. Every use case
+checks authorisation itself (DESIGN.md rule 2). Subscriptions are configuration that can carry
+a receiver's credentials (``receiverInfo``), so reading them needs a credential that covers the
+tenant, as writing does; anonymous clients see none.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nakhon.broker.jsonld import ContextResolver, TermMap
+from nakhon.core.auth import Access, Principal
+from nakhon.core.errors import BadRequestData, ResourceNotFound, TooManyResults
+from nakhon.core.logs import get_logger
+from nakhon.storage.rows import utc_now
+from nakhon.subscriptions.dispatcher import Dispatcher
+from nakhon.subscriptions.matcher import Active, OutboxHook, Registry
+from nakhon.subscriptions.model import (
+    merge_fragment,
+    new_id,
+    parse_subscription,
+    stored_doc,
+)
+from nakhon.subscriptions.store import PgSubStore, Stats, StoredSub, SubStore, store_for
+
+log = get_logger("nakhon.subscriptions")
+
+
+class SubscriptionService:
+    """Subscriptions over one storage engine (see the module docstring)."""
+
+    def __init__(self, storage: Any, access: Access, resolver: ContextResolver, *,
+                 max_limit: int = 1000) -> None:
+        self.storage = storage
+        self.access = access
+        self.resolver = resolver
+        self.max_limit = max_limit
+        self.registry = Registry()
+        self.store: SubStore | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.hook: OutboxHook | None = None
+        self._version = ""
+
+    # --- life cycle (the app's lifespan) -----------------------------------------------------
+
+    async def open(self, *, multi_process: bool | None = None) -> None:
+        """Load subscriptions, hook into the writer, start delivering. Call after storage.open.
+
+        ``multi_process``: poll for other processes' subscription edits (default: on for
+        PostgreSQL, where several servers may share the database)."""
+        self.store = store_for(self.storage)
+        self.dispatcher = Dispatcher(self.store, self.registry, self.storage)
+        await self._load()
+        self.hook = OutboxHook(self.registry, self.dispatcher.wake)
+        self.storage.write_hooks.append(self.hook)
+        if multi_process is None:
+            multi_process = isinstance(self.store, PgSubStore)
+        if multi_process:
+            self.dispatcher.refresh = self._refresh
+        await self.dispatcher.start()
+
+    async def close(self) -> None:
+        if self.hook is not None and self.hook in self.storage.write_hooks:
+            self.storage.write_hooks.remove(self.hook)
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        if self.store is not None:
+            await self.store.close()
+
+    async def _load(self) -> None:
+        assert self.store is not None and self.dispatcher is not None
+        self._version = await self.store.version()
+        entries = []
+        for stored in await self.store.load():
+            entry = await self._parse_stored(stored)
+            if entry is not None:
+                entries.append(entry)
+                self.dispatcher.stats.setdefault(stored.pk, stored.stats)
+        self.registry.replace(entries)
+
+    async def _refresh(self) -> None:
+        """Pick up subscriptions another process created, changed or deleted."""
+        assert self.store is not None and self.dispatcher is not None
+        version = await self.store.version()
+        if version != self._version:
+            await self._load()
+            for pk in list(self.registry.by_pk):
+                self.dispatcher.changed(pk)
+
+    async def _parse_stored(self, stored: StoredSub) -> Active | None:
+        context = stored.doc.get("jsonldContext")
+        try:
+            terms = await self.resolver.resolve(context)
+            sub = parse_subscription(stored.doc, terms, context, creating=False)
+        except Exception as exc:  # e.g. its remote @context is unreachable right now
+            log.error("subscription not loaded", subscription=stored.id, reason=str(exc))
+            return None
+        return Active(stored.pk, stored.tenant, sub, stored.created_at, stored.modified_at)
+
+    # --- use cases -------------------------------------------------------------------------
+
+    def _require(self) -> tuple[SubStore, Dispatcher]:
+        if self.store is None or self.dispatcher is None:
+            raise RuntimeError("SubscriptionService is not open")
+        return self.store, self.dispatcher
+
+    async def create(self, principal: Principal, tenant: str, body: Any, terms: TermMap,
+                     context: Any) -> str:
+        """Create Subscription (5.8.1); returns its id (generated when the body has none)."""
+        self.access.require_write(principal, tenant)
+        store, dispatcher = self._require()
+        if not isinstance(body, dict):
+            raise BadRequestData("The body must be a Subscription object.")
+        doc = stored_doc(body, body.get("id") or new_id(), context)
+        sub = parse_subscription(doc, terms, context, creating=True)
+        now = utc_now()
+        pk = await store.insert(tenant, sub.id, doc, now)
+        dispatcher.stats[pk] = Stats()
+        self.registry.put(Active(pk, tenant, sub, now, now))
+        dispatcher.changed(pk)
+        return sub.id
+
+    async def query(self, principal: Principal, tenant: str, *, limit: int,
+                    offset: int) -> tuple[list[tuple[Active, Stats]], int]:
+        """Query Subscriptions (5.8.4): a page, ordered by id, and the total count."""
+        self.access.require_write(principal, tenant)
+        if limit > self.max_limit:
+            raise TooManyResults(f"limit {limit} is above the maximum of {self.max_limit}.",
+                                 maxLimit=self.max_limit)
+        _, dispatcher = self._require()
+        entries = self.registry.of_tenant(tenant)
+        page = entries[offset:offset + limit]
+        return [(e, dispatcher.stats.get(e.pk) or Stats()) for e in page], len(entries)
+
+    async def retrieve(self, principal: Principal, tenant: str,
+                       sub_id: str) -> tuple[Active, Stats]:
+        """Retrieve Subscription (5.8.3)."""
+        self.access.require_write(principal, tenant)
+        _, dispatcher = self._require()
+        entry = self._find(tenant, sub_id)
+        return entry, dispatcher.stats.get(entry.pk) or Stats()
+
+    async def update(self, principal: Principal, tenant: str, sub_id: str, fragment: Any,
+                     terms: TermMap | None, context: Any) -> None:
+        """Update Subscription (5.8.2): merge ``fragment``. ``terms``/``context``: the request's
+        @context when it gave one (it then becomes the subscription's), else None."""
+        self.access.require_write(principal, tenant)
+        store, dispatcher = self._require()
+        if not isinstance(fragment, dict) or not fragment:
+            raise BadRequestData("The body must be a non-empty Subscription fragment.")
+        if fragment.get("id") not in (None, sub_id):
+            raise BadRequestData("The id in the body differs from the id in the path.")
+        if "type" in fragment and fragment["type"] != "Subscription":
+            raise BadRequestData('type must be "Subscription".')
+        entry = self._find(tenant, sub_id)
+        current = entry.sub.doc
+        if terms is not None and context != current.get("jsonldContext"):
+            # The fragment speaks the request's @context: restate the stored members in it.
+            from nakhon.subscriptions.view import render_subscription
+
+            current = render_subscription(entry, Stats(), terms.compact, utc_now())
+            current.pop("status", None)
+        else:
+            terms, context = entry.sub.terms, entry.sub.context
+        doc = stored_doc(merge_fragment(current, fragment), sub_id, context)
+        sub = parse_subscription(doc, terms, context, creating=False)
+        now = utc_now()
+        await store.update(entry.pk, doc, now)
+        self.registry.put(Active(entry.pk, tenant, sub, entry.created_at, now))
+        dispatcher.changed(entry.pk)
+
+    async def delete(self, principal: Principal, tenant: str, sub_id: str) -> None:
+        """Delete Subscription (5.8.5): undelivered notifications go with it."""
+        self.access.require_write(principal, tenant)
+        store, dispatcher = self._require()
+        entry = self._find(tenant, sub_id)
+        self.registry.remove(entry.pk)
+        dispatcher.changed(entry.pk)
+        await store.delete(entry.pk)
+        dispatcher.stats.pop(entry.pk, None)
+
+    def _find(self, tenant: str, sub_id: str) -> Active:
+        entry = self.registry.find(tenant, sub_id)
+        if entry is None:
+            raise ResourceNotFound(f"Subscription {sub_id} not found.")
+        return entry

@@ -1,0 +1,124 @@
+"""A real local HTTP receiver for notifications: an asyncio server, stoppable and restartable.
+
+It records every request (path, headers, JSON body) and answers with ``status`` (204 default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import httptools
+import orjson
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class _Proto:
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: dict[str, str] = {}
+        self.body = b""
+        self.done = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode().lower()] = value.decode()
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+
+@dataclass
+class Receiver:
+    port: int = field(default_factory=free_port)
+    status: int = 204
+    received: list[Received] = field(default_factory=list)
+    _server: asyncio.AbstractServer | None = None
+    _event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/notify"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port,
+                                                  reuse_address=True)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            # Kept-alive connections must go too, or the sender would still get through.
+            for writer in list(self._writers):
+                writer.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    def __post_init__(self) -> None:
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                proto = _Proto()
+                parser = httptools.HttpRequestParser(proto)
+                while not proto.done:
+                    chunk = await reader.read(65536)
+                    if not chunk:
+                        return
+                    parser.feed_data(chunk)
+                if self._server is None:
+                    return
+                body = orjson.loads(proto.body) if proto.body else None
+                if 200 <= self.status < 300:
+                    self.received.append(Received(proto.url.decode(), proto.headers, body))
+                    self._event.set()
+                writer.write(f"HTTP/1.1 {self.status} X\r\ncontent-length: 0\r\n\r\n".encode())
+                await writer.drain()
+        except (ConnectionError, httptools.HttpParserError):
+            return
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    def entities(self) -> list[dict[str, Any]]:
+        return [e for r in self.received for e in r.body["data"]]
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """Wait until ``count`` notifications arrived (fails the test on timeout)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.received) < count:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise AssertionError(
+                    f"expected {count} notifications, got {len(self.received)}")
+            self._event.clear()
+            try:
+                await asyncio.wait_for(self._event.wait(), min(left, 0.5))
+            except TimeoutError:
+                pass
+        return self.received
+
+    async def quiet(self, seconds: float = 0.5) -> None:
+        """Let pending deliveries arrive (to check that nothing more comes)."""
+        await asyncio.sleep(seconds)
