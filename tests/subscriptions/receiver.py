@@ -6,6 +6,7 @@ It records every request (path, headers, JSON body) and answers with ``status`` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,20 +104,18 @@ class Receiver:
     def entities(self) -> list[dict[str, Any]]:
         return [e for r in self.received for e in r.body["data"]]
 
-    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+    async def wait_for(self, count: int, seconds: float = 10.0) -> list[Received]:
         """Wait until ``count`` notifications arrived (fails the test on timeout)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + seconds
         while len(self.received) < count:
             left = deadline - loop.time()
             if left <= 0:
                 raise AssertionError(
                     f"expected {count} notifications, got {len(self.received)}")
             self._event.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._event.wait(), min(left, 0.5))
-            except TimeoutError:
-                pass
         return self.received
 
     async def quiet(self, seconds: float = 0.5) -> None:

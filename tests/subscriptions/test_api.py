@@ -186,7 +186,7 @@ async def test_receiver_down_then_up_gets_everything_in_order(
     assert doc["notification"]["timesFailed"] >= 1
     assert doc["notification"]["status"] == "failed"
     await receiver.start()
-    await receiver.wait_for(20, timeout=15)
+    await receiver.wait_for(20, seconds=15)
     await receiver.quiet()
     values = [e["temperature"]["value"] for e in receiver.entities()]
     assert values == list(range(20))
