@@ -32,9 +32,12 @@ from nakhon.core.errors import (
 from nakhon.core.logs import get_logger
 from nakhon.domains import api as domains_api
 from nakhon.domains.monitor import AlertMonitor
+from nakhon.iot import api as iot_api
+from nakhon.iot.runtime import IotRuntime
 from nakhon.storage import storage_for
 from nakhon.subscriptions import api as subscriptions_api
 from nakhon.subscriptions.service import SubscriptionService
+from nakhon.temporal import api as temporal_api
 
 log = get_logger("nakhon.app")
 ADMIN_TOKEN_FILE = "admin-token"
@@ -111,6 +114,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     api = ApiState(settings, broker, access, resolver)
     subscriptions = SubscriptionService(storage, access, resolver, max_limit=settings.max_limit)
     alert_monitor = AlertMonitor(broker)  # absence-of-data alert sweeps
+    iot = IotRuntime(settings, storage, access, broker)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -122,11 +126,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
         await bootstrap_admin(access, Path(settings.data_dir))
         await subscriptions.open()  # outbox hook + dispatcher, before anything else writes
+        await iot.start()  # MQTT only when NAKHON_MQTT_URL is set
         alert_monitor.start()
         try:
             yield
         finally:
             await alert_monitor.stop()
+            await iot.stop()
             await subscriptions.close()
             await resolver.aclose()
             await storage.close()
@@ -141,8 +147,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *discovery.routes,
         *contexts_api.routes,
         *admin_api.routes,
+        *temporal_api.routes,
         *subscriptions_api.routes,
         *domains_api.routes,
+        *iot_api.routes,
     ]
     app = Starlette(
         routes=routes,
@@ -157,4 +165,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.storage = storage
     app.state.settings = settings
     app.state.subscriptions = subscriptions
+    app.state.iot = iot
     return app

@@ -127,6 +127,178 @@ def credentials_revoke(
     typer.echo("revoked")
 
 
+# --- IoT device registry (nakhon devices …) ------------------------------------------------
+
+devices = typer.Typer(help="IoT device registry: service groups and devices.",
+                      no_args_is_help=True)
+app.add_typer(devices, name="devices")
+TenantOpt = Annotated[str, typer.Option(help="Tenant (NGSILD-Tenant); empty = default.")]
+
+
+def _with_registry(fn: Any, data_dir: Path | None) -> Any:
+    """Run ``fn(registry)`` on the configured storage, as the platform itself (SYSTEM)."""
+    from nakhon.broker.service import Broker
+    from nakhon.core.auth import Access
+    from nakhon.core.errors import NgsiError
+    from nakhon.iot.registry import Registry
+    from nakhon.storage import storage_for
+
+    settings = load_settings(data_dir=data_dir)
+
+    async def run() -> Any:
+        storage = storage_for(settings.resolved_database_url)
+        await storage.open()
+        try:
+            access = Access(storage, enabled=True, anonymous_read=settings.anonymous_read)
+            registry = Registry(storage, access, Broker(storage, access,
+                                                        max_limit=settings.max_limit))
+            await registry.load()
+            return await fn(registry)
+        finally:
+            await storage.close()
+
+    try:
+        return asyncio.run(run())
+    except NgsiError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(code=1) from None
+
+
+@devices.command("group-create")
+def devices_group_create(
+    apikey: Annotated[str, typer.Argument(help="The API key devices put in their topics.")],
+    entity_type: Annotated[str, typer.Option(help="Entity type of the group's devices.")],
+    tenant: TenantOpt = "",
+    resource: Annotated[str, typer.Option(help="HTTP ingest path.")] = "/iot/d",
+    autoprovision: Annotated[bool, typer.Option(help="Accept unknown devices.")] = False,
+    data_dir: DataOpt = None,
+) -> None:
+    """Create or update a service group."""
+    from nakhon.core.auth import SYSTEM
+
+    doc = {"apikey": apikey, "entity_type": entity_type, "resource": resource,
+           "autoprovision": autoprovision}
+    _with_registry(lambda r: r.create_group(SYSTEM, doc, tenant), data_dir)
+    typer.echo(f"service group {apikey} ({tenant or 'default tenant'})")
+
+
+@devices.command("group-list")
+def devices_group_list(data_dir: DataOpt = None) -> None:
+    """List service groups."""
+    from nakhon.core.auth import SYSTEM
+
+    for g in _with_registry(lambda r: r.list_groups(SYSTEM, None), data_dir):
+        typer.echo(f"{g.apikey}  tenant={g.tenant!r}  type={g.entity_type}  {g.resource}")
+
+
+@devices.command("group-delete")
+def devices_group_delete(
+    apikey: Annotated[str, typer.Argument(help="The group's API key.")], data_dir: DataOpt = None
+) -> None:
+    """Delete a service group (its devices stop being accepted)."""
+    from nakhon.core.auth import SYSTEM
+
+    _with_registry(lambda r: r.delete_group(SYSTEM, apikey), data_dir)
+    typer.echo("deleted")
+
+
+@devices.command("create")
+def devices_create(
+    device_id: Annotated[str, typer.Argument(help="The device id in its topics.")],
+    apikey: Annotated[str, typer.Option(help="The device's service group.")],
+    entity_id: Annotated[str | None, typer.Option(help="Entity id (default urn:ngsi-ld:T:id).")]
+    = None,
+    entity_type: Annotated[str | None, typer.Option(help="Default: the group's.")] = None,
+    attr: Annotated[list[str] | None, typer.Option(
+        help="Mapping object_id:name[:type[:unitCode]] (repeat).")] = None,
+    static: Annotated[list[str] | None, typer.Option(help="Static name=value (repeat).")] = None,
+    location: Annotated[str | None, typer.Option(help="'latitude,longitude'.")] = None,
+    data_dir: DataOpt = None,
+) -> None:
+    """Provision a device and upsert its entity."""
+    from nakhon.core.auth import SYSTEM
+
+    doc: dict[str, Any] = {"device_id": device_id, "apikey": apikey, "location": location}
+    if entity_id:
+        doc["entity_name"] = entity_id
+    if entity_type:
+        doc["entity_type"] = entity_type
+    mappings = []
+    for spec in attr or []:
+        parts = spec.split(":")
+        mapping = {"object_id": parts[0], "name": parts[1] if len(parts) > 1 else parts[0]}
+        if len(parts) > 2:
+            mapping["type"] = parts[2]
+        if len(parts) > 3:
+            mapping["unitCode"] = parts[3]
+        mappings.append(mapping)
+    doc["attributes"] = mappings
+    doc["static_attributes"] = [
+        {"name": k, "value": v} for k, _, v in (s.partition("=") for s in static or [])]
+    device = _with_registry(lambda r: r.create_device(SYSTEM, doc, ""), data_dir)
+    typer.echo(f"device {device.device_id} → {device.entity_name}")
+
+
+@devices.command("list")
+def devices_list(tenant: TenantOpt = "", data_dir: DataOpt = None) -> None:
+    """List a tenant's devices."""
+    from nakhon.core.auth import SYSTEM
+
+    found, count = _with_registry(
+        lambda r: r.list_devices(SYSTEM, tenant, limit=10_000, offset=0), data_dir)
+    for d in found:
+        typer.echo(f"{d.device_id}  apikey={d.apikey}  {d.entity_name}")
+    typer.echo(f"{count} device(s)")
+
+
+@devices.command("delete")
+def devices_delete(
+    device_id: Annotated[str, typer.Argument(help="The device id.")],
+    tenant: TenantOpt = "",
+    data_dir: DataOpt = None,
+) -> None:
+    """Forget a device (its entity stays)."""
+    from nakhon.core.auth import SYSTEM
+
+    _with_registry(lambda r: r.delete_device(SYSTEM, tenant, device_id), data_dir)
+    typer.echo("deleted")
+
+
+# --- temporal history (nakhon temporal …) ---------------------------------------------------
+
+temporal = typer.Typer(help="Temporal history: retention.", no_args_is_help=True)
+app.add_typer(temporal, name="temporal")
+
+
+@temporal.command("prune")
+def temporal_prune(data_dir: DataOpt = None) -> None:
+    """Delete history older than NAKHON_TEMPORAL_RETENTION allows (run it from cron)."""
+    from datetime import UTC, datetime
+
+    from nakhon.core.auth import SYSTEM
+    from nakhon.temporal.retention import parse_rules, prune
+
+    rules = parse_rules(str(load_settings(data_dir=data_dir).temporal_retention))
+    if not rules:
+        typer.echo("no retention rules (NAKHON_TEMPORAL_RETENTION is empty): nothing to do")
+        return
+    from nakhon.core.auth import Access
+    from nakhon.storage import storage_for
+
+    settings = load_settings(data_dir=data_dir)
+
+    async def run() -> int:
+        storage: Any = storage_for(settings.resolved_database_url)
+        await storage.open()
+        try:
+            access = Access(storage, enabled=True, anonymous_read=False)
+            return await prune(storage, access, SYSTEM, rules, datetime.now(UTC))
+        finally:
+            await storage.close()
+
+    typer.echo(f"deleted {asyncio.run(run())} attribute instances")
+
+
 def main() -> None:
     """Entry point of the ``nakhon`` console script."""
     app()

@@ -54,6 +54,23 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds a fetched remote @context is kept before it is fetched again."),
     Setting("write_batch_max", int, 512,
             "Most write operations the writer commits in one transaction (group commit)."),
+    Setting("mqtt_url", str, "",
+            "MQTT broker for IoT ingest, e.g. `mqtt://127.0.0.1:1883` "
+            "(`mqtt://user:password@host:port`). Empty: no MQTT; HTTP ingest still works."),
+    Setting("mqtt_client_id", str, "nakhon-ingest",
+            "MQTT client id of the ingest session. Keep it stable: the broker keeps the "
+            "persistent session (and queues QoS 1 messages) under this id while Nakhon is down."),
+    Setting("mqtt_ack_after_commit", bool, True,
+            "Acknowledge MQTT messages only after their measurements are committed (no loss on "
+            "a crash). `false` acks on receipt: faster, but a crash loses what was in flight."),
+    Setting("mqtt_reconnect_max", float, 30.0,
+            "Longest wait, in seconds, between MQTT reconnect attempts (exponential backoff)."),
+    Setting("iot_batch_max", int, 2000,
+            "Most IoT measurements written in one storage transaction."),
+    Setting("iot_batch_wait_ms", float, 5.0,
+            "Milliseconds a lightly loaded ingest batch waits for more measurements to join."),
+    Setting("iot_dead_letters_max", int, 1000,
+            "Refused IoT messages kept for `GET /nakhon/v1/iot/deadLetters` (oldest dropped)."),
     Setting("log_level", str, "info", "Log level: debug, info, warning or error."),
     Setting("log_format", str, "console", "`console` for people, `json` for log collectors."),
 )

@@ -1,0 +1,206 @@
+"""MQTT ingest, end to end: device publish → committed (queryable) in the broker.
+
+Nakhon runs in this process (the app with MQTT on, as `nakhon serve` runs it, on uvloop);
+the devices are a separate process (paho-mqtt) publishing QoS 1 JSON messages with 3 attributes
+each to the real Mosquitto at a fixed rate. Each message carries its publish time as
+``TimeInstant``, so latency = commit time − publish time, measured for every message when its
+batch commits (what is committed is queryable). At the end the API is asked for the entities to
+check the last values are there. The raw insert rate of the engine (storage.write of upserts with
+3 attributes, batches of 1000, no MQTT, no parsing) is reported beside it.
+
+    python bench/bench_mqtt_ingest.py --engine sqlite --rate 5000 --seconds 20
+    python bench/bench_mqtt_ingest.py --engine postgres --dsn postgresql://postgres@127.0.0.1/postgres
+
+Two cores: the publisher process and Mosquitto take CPU from Nakhon; see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import orjson
+
+from nakhon.broker import ops
+from nakhon.broker.model import Entity
+from nakhon.config import load_settings
+from nakhon.storage import storage_for
+from nakhon.storage.base import WriteOp
+
+HOST, PORT = "127.0.0.1", 1883
+
+
+def publisher(apikey: str, devices: int, rate: int, seconds: float, ready: Any) -> None:
+    """The devices: ``rate`` messages/s for ``seconds``, round-robin over ``devices``."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
+    client.max_inflight_messages_set(0)  # 0: no limit; QoS 1 acks come back asynchronously
+    client.max_queued_messages_set(0)
+    client.connect(HOST, PORT)
+    client.loop_start()
+    ready.wait()
+    tick = 0.01
+    per_tick = max(1, int(rate * tick))
+    total = int(rate * seconds)
+    sent = 0
+    start = time.perf_counter()
+    while sent < total:
+        for _ in range(min(per_tick, total - sent)):
+            now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            body = orjson.dumps({"t": 20 + sent % 15, "h": 40 + sent % 50, "p": sent,
+                                 "TimeInstant": now})
+            client.publish(f"/json/{apikey}/dev{sent % devices}/attrs", body, qos=1)
+            sent += 1
+        # Keep the schedule: sleep to the next tick, not a fixed interval.
+        delay = start + (sent / rate) - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    time.sleep(1.0)
+    client.loop_stop()
+    client.disconnect()
+
+
+async def raw_insert_rate(url: str, n: int = 20000, batch: int = 1000) -> float:
+    """Upserts of 3 attributes per second straight into storage.write."""
+    storage = storage_for(url, write_batch_max=batch)
+    await storage.open()
+    tenant = f"raw{uuid.uuid4().hex[:6]}"
+    try:
+        start = time.perf_counter()
+        for off in range(0, n, batch):
+            writes = []
+            for i in range(off, off + batch):
+                attrs = {f"https://uri.etsi.org/ngsi-ld/default-context/{a}": [
+                    {"type": "Property", "value": i, "observedAt": "2024-01-01T00:00:00.000Z"}]
+                    for a in ("t", "h", "p")}
+                eid = f"urn:ngsi-ld:Raw:{i % 1000}"
+                writes.append(WriteOp(tenant, eid, ops.upsert_entity(
+                    Entity(eid, ["https://uri.etsi.org/ngsi-ld/default-context/Raw"], attrs),
+                    mode="update")))
+            await storage.write(writes)
+        return n / (time.perf_counter() - start)
+    finally:
+        await storage.close()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    import httpx
+
+    from nakhon.app import create_app
+
+    data_dir = Path(tempfile.mkdtemp(prefix="nakhon-bench-"))
+    url = args.dsn if args.engine == "postgres" else f"sqlite:///{data_dir / 'nakhon.db'}"
+    client_id = f"nakhon-bench-{uuid.uuid4().hex[:8]}"
+    settings = load_settings(env={}, database_url=url, data_dir=data_dir, auth="off",
+                             mqtt_url=f"mqtt://{HOST}:{PORT}", mqtt_client_id=client_id,
+                             mqtt_ack_after_commit=not args.ack_on_receipt)
+    app = create_app(settings)
+    tenant = f"bench{uuid.uuid4().hex[:6]}"
+    apikey = f"bench{uuid.uuid4().hex[:8]}"
+    latencies: list[float] = []
+    commits: list[float] = []
+    async with app.router.lifespan_context(app):
+        rt = app.state.iot
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://b") as http:
+            h = {"NGSILD-Tenant": tenant}
+            await http.post("/nakhon/v1/iot/services", headers=h,
+                            json={"apikey": apikey, "entity_type": "Sensor"})
+            for off in range(0, args.devices, 500):
+                devs = [{"device_id": f"dev{i}", "apikey": apikey}
+                        for i in range(off, min(off + 500, args.devices))]
+                r = await http.post("/nakhon/v1/iot/devices", headers=h, json={"devices": devs})
+                assert r.status_code == 201, r.text
+            write = rt.batcher._write
+
+            async def timed_write(items: Any) -> Any:
+                results = await write(items)
+                now = time.time()
+                commits.append(now)
+                for m in items:
+                    inst = next(iter(m.attrs.values()))[0]
+                    sent = datetime.fromisoformat(inst["observedAt"]).timestamp()
+                    latencies.append(now - sent)
+                return results
+
+            rt.batcher._write = timed_write
+            await rt.mqtt.connected.wait()
+            total = int(args.rate * args.seconds)
+            ready = mp.Event()
+            proc = mp.Process(target=publisher,
+                              args=(apikey, args.devices, args.rate, args.seconds, ready))
+            proc.start()
+            ready.set()
+            t0 = time.time()
+            deadline = t0 + args.seconds + 60
+            while len(latencies) < total and time.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+            proc.join(timeout=10)
+            r = await http.get("/ngsi-ld/v1/entities?type=Sensor&limit=1&count=true",
+                               headers=h)
+            queryable = int(r.headers.get("NGSILD-Results-Count", "0"))
+            stats = rt.stats.snapshot()
+    # Sustained rate: messages over the span from the first to the last commit.
+    span = (max(commits) - min(commits)) if len(commits) > 1 else float("nan")
+    lat = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
+
+    raw = await raw_insert_rate(url)
+    return {
+        "engine": args.engine, "target": args.rate, "sent": total, "committed": len(latencies),
+        "rate": len(latencies) / span if span == span and span > 0 else float("nan"),
+        "p50": pct(0.5), "p99": pct(0.99), "max": lat[-1] if lat else float("nan"),
+        "mean_batch": statistics.mean([len(latencies) / max(1, len(commits))]),
+        "entities": queryable, "rejected": stats["rejectedTotal"], "raw": raw,
+        "ack": "on receipt" if args.ack_on_receipt else "after commit",
+    }
+
+
+async def forget(client_id: str) -> None:
+    import aiomqtt
+
+    async with aiomqtt.Client(HOST, PORT, identifier=client_id, clean_session=True):
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--engine", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--rate", type=int, default=5000)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--ack-on-receipt", action="store_true")
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    res = asyncio.run(run(args))
+    print("| engine | ack | target msg/s | sent | committed | sustained msg/s | p50 s | p99 s "
+          "| max s | entities | rejected | raw insert upserts/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| {res['engine']} | {res['ack']} | {res['target']} | {res['sent']} | "
+          f"{res['committed']} | {res['rate']:.0f} | {res['p50']:.3f} | {res['p99']:.3f} | "
+          f"{res['max']:.3f} | {res['entities']} | {res['rejected']} | {res['raw']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
