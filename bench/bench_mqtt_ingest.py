@@ -104,6 +104,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="nakhon-bench-"))
     url = args.dsn if args.engine == "postgres" else f"sqlite:///{data_dir / 'nakhon.db'}"
     client_id = f"nakhon-bench-{uuid.uuid4().hex[:8]}"
+    args.client_id = client_id
     settings = load_settings(env={}, database_url=url, data_dir=data_dir, auth="off",
                              mqtt_url=f"mqtt://{HOST}:{PORT}", mqtt_client_id=client_id,
                              mqtt_ack_after_commit=not args.ack_on_receipt)
@@ -193,7 +194,13 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    res = asyncio.run(run(args))
+    args.client_id = None
+    try:
+        res = asyncio.run(run(args))
+    finally:
+        if args.client_id:
+            # The persistent session would otherwise keep queueing every device message.
+            asyncio.run(forget(args.client_id))
     print("| engine | ack | target msg/s | sent | committed | sustained msg/s | p50 s | p99 s "
           "| max s | entities | rejected | raw insert upserts/s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
