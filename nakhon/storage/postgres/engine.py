@@ -141,8 +141,11 @@ class PostgresStorage:
         if query.count:
             counted = sqlq.count_sql(tenant, query)
             count_job = asyncio.ensure_future(self._fetchval(counted.sql, counted.params))
+        ordered = query.geo is None and query.ids is None
         try:
-            rows = await self._fetch(page.sql, page.params) if query.limit > 0 else []
+            rows: list[asyncpg.Record] = []
+            if query.limit > 0:
+                rows = await (self._fetch_ordered if ordered else self._fetch)(page.sql, page.params)
             total = int(await count_job) if count_job is not None else None
         finally:
             if count_job is not None and not count_job.done():
@@ -154,6 +157,23 @@ class PostgresStorage:
             return list(await self.pool.fetch(sql, *params))
         except asyncpg.exceptions.InvalidRegularExpressionError as exc:
             raise BadRequestData(f"Invalid idPattern: {exc}") from exc
+
+    async def _fetch_ordered(self, sql: str, params: list[Any]) -> list[asyncpg.Record]:
+        """A page without geo or id filters: walk the (tenant, id) index in id order and stop
+        at the page end.
+
+        The planner cannot estimate the selectivity of q's jsonb subqueries or of the type
+        array test (it guesses a handful of rows), so it prefers to filter every entity of the
+        tenant through the GIN index and sort them all: 140 ms for the first page of a
+        100,000-entity type. Walking the covering (tenant, id) index in order reads only up
+        to the page end (a few ms; ~20 ms at offset 100,000). The cost: a rare type in a very
+        large tenant walks more index entries than the GIN index would have read."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off")
+            try:
+                return list(await conn.fetch(sql, *params))
+            except asyncpg.exceptions.InvalidRegularExpressionError as exc:
+                raise BadRequestData(f"Invalid idPattern: {exc}") from exc
 
     async def _fetchval(self, sql: str, params: list[Any]) -> Any:
         try:
