@@ -71,6 +71,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Milliseconds a lightly loaded ingest batch waits for more measurements to join."),
     Setting("iot_dead_letters_max", int, 1000,
             "Refused IoT messages kept for `GET /nakhon/v1/iot/deadLetters` (oldest dropped)."),
+    Setting("temporal_instance_limit", int, 1000,
+            "Most instances (or aggregation buckets) per attribute in one temporal answer; "
+            "beyond it the answer is 206 Partial Content with a `Content-Range` to continue "
+            "from, and `lastN` up to this value is answered whole."),
+    Setting("temporal_retention", str, "",
+            "How long attribute history is kept: a default ISO 8601 duration and rules, "
+            "separated by `;`, e.g. `P2Y; tenant:bangkok=P1Y; type:AirQualityObserved=P90D; "
+            "attr:pm25=P30D`. Empty: keep forever. Applied by `nakhon temporal prune` "
+            "(see docs/temporal.md)."),
     Setting("log_level", str, "info", "Log level: debug, info, warning or error."),
     Setting("log_format", str, "console", "`console` for people, `json` for log collectors."),
 )

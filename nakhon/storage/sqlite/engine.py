@@ -22,8 +22,16 @@ from nakhon.storage.base import (
     TypeInfo,
     WriteOp,
 )
+from nakhon.storage.history_base import (
+    AggregateQuery,
+    AggregateRow,
+    InstanceQuery,
+    Selector,
+    StoredInstance,
+)
 from nakhon.storage.hooks import WriteHook
 from nakhon.storage.rows import entity_from_row
+from nakhon.storage.sqlite import history
 from nakhon.storage.sqlite.query import build_query, filter_geo
 from nakhon.storage.sqlite.schema import migrate
 from nakhon.storage.sqlite.writer import SqliteWriter
@@ -183,6 +191,62 @@ class SqliteStorage:
             return _aggregate_attributes(rows)
 
         return await self._read(run)
+
+    # --- temporal history (nakhon.storage.history_base; SQL in sqlite/history.py) -------------
+
+    async def history_instances(self, query: InstanceQuery) -> list[StoredInstance]:
+        return await self._read(lambda conn: history.instances(conn, query))
+
+    async def history_aggregate(self, query: AggregateQuery) -> list[AggregateRow]:
+        return await self._read(lambda conn: history.aggregate(conn, query))
+
+    async def history_entities(self, tenant: str, entity_ids: Sequence[str]) -> set[str]:
+        return await self._read(lambda c: history.entities_with_history(c, tenant, entity_ids))
+
+    async def history_get(
+        self, tenant: str, entity_id: str, attr: str, hid: int
+    ) -> StoredInstance | None:
+        return await self._read(lambda c: history.get_instance(c, tenant, entity_id, attr, hid))
+
+    async def history_delete(
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str | None = None,
+        *,
+        dataset_id: str | None = None,
+        all_datasets: bool = True,
+    ) -> int:
+        return await asyncio.to_thread(
+            history.write,
+            self.path,
+            lambda c: history.delete_history(c, tenant, entity_id, attr, dataset_id, all_datasets),
+        )
+
+    async def history_replace(
+        self, tenant: str, entity_id: str, attr: str, hid: int, instance: Any
+    ) -> bool:
+        return await asyncio.to_thread(
+            history.write,
+            self.path,
+            lambda c: history.replace_instance(c, tenant, entity_id, attr, hid, instance),
+        )
+
+    async def history_delete_instance(
+        self, tenant: str, entity_id: str, attr: str, hid: int
+    ) -> bool:
+        return await asyncio.to_thread(
+            history.write,
+            self.path,
+            lambda c: history.delete_instance(c, tenant, entity_id, attr, hid),
+        )
+
+    async def history_prune(
+        self, selector: Selector, before: Any, shadowed: Sequence[Selector]
+    ) -> int:
+        return await asyncio.to_thread(
+            history.write, self.path, lambda c: history.prune(c, selector, before, shadowed)
+        )
 
     # --- small documents ---------------------------------------------------------------------
 

@@ -1,0 +1,163 @@
+"""The storage contract of temporal history (the read side and temporal provision).
+
+Every engine appends one ``attr_history`` row per attribute instance written, in the entity's
+write transaction (``storage.base``). This protocol is what the temporal service
+(``nakhon.temporal``) needs on top of that: instances by time window, aggregates computed in
+SQL per time bucket, and the few direct edits temporal provision makes (delete history,
+correct or delete one instance, prune by retention rule).
+
+Times cross this boundary as aware UTC ``datetime`` objects. ``TimeWindow`` is half-open:
+``start <= t < end``; either side may be open. The *time* of an instance depends on the
+time property: ``observedAt`` (the instance's ``observedAt``, else its modification time —
+issue 3 asks that every change be kept by observation time when there is one), ``modifiedAt``
+(when it was written) or ``createdAt`` (the attribute's creation time the instance carries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from nakhon.broker.model import Instance
+
+TimeProperty = Literal["observedAt", "modifiedAt", "createdAt"]
+TIME_PROPERTIES: tuple[TimeProperty, ...] = ("observedAt", "modifiedAt", "createdAt")
+
+AGGR_METHODS = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")
+"""The aggregation methods of clause 4.5.19, in the order they are rendered."""
+
+
+@dataclass(slots=True)
+class TimeWindow:
+    """Which time property to use, and the half-open window ``[start, end)`` on it."""
+
+    prop: TimeProperty = "observedAt"
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(slots=True)
+class InstanceQuery:
+    """Instances of (entity id, attribute IRI) pairs inside a window.
+
+    At most ``limit`` instances per pair, oldest first — or the newest ``limit`` when
+    ``newest_first`` (then returned newest first too; the caller reorders)."""
+
+    tenant: str
+    pairs: Sequence[tuple[str, str]]
+    window: TimeWindow
+    limit: int
+    newest_first: bool = False
+
+
+@dataclass(slots=True)
+class StoredInstance:
+    """One history row: ``hid`` is its stable id (the instanceId is derived from it)."""
+
+    hid: int
+    entity_id: str
+    attr: str
+    time: datetime | None
+    instance: Instance
+
+
+@dataclass(slots=True)
+class Buckets:
+    """Time buckets for aggregation.
+
+    ``seconds`` > 0: fixed-length buckets of that many seconds starting at ``origin``;
+    ``months`` > 0: calendar buckets of that many months (UTC) counted from ``origin``'s month;
+    both 0: one bucket spanning the whole window."""
+
+    origin: datetime
+    seconds: int = 0
+    months: int = 0
+
+    @property
+    def whole(self) -> bool:
+        return self.seconds == 0 and self.months == 0
+
+
+@dataclass(slots=True)
+class AggregateQuery:
+    """Aggregates of the numeric (or any, for the counts) values of the pairs, per bucket."""
+
+    tenant: str
+    pairs: Sequence[tuple[str, str]]
+    window: TimeWindow
+    buckets: Buckets
+    methods: frozenset[str]
+
+
+@dataclass(slots=True)
+class AggregateRow:
+    """One bucket of one (entity, attribute, datasetId): ``bucket`` is its index from the
+    origin; ``first``/``last`` the times of its oldest and newest instance; ``values`` maps
+    each asked method to its result (None when no numeric value fell in the bucket)."""
+
+    entity_id: str
+    attr: str
+    dataset_id: str | None
+    bucket: int
+    first: datetime | None
+    last: datetime | None
+    values: dict[str, float | int | None] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Selector:
+    """What a retention rule applies to: every given member must match (None = any).
+
+    ``entity_type`` and ``attr`` match a full IRI, or its last path/fragment segment."""
+
+    tenant: str | None = None
+    entity_type: str | None = None
+    attr: str | None = None
+
+
+class HistoryStore(Protocol):
+    """Temporal history operations of one storage engine (both engines implement it)."""
+
+    async def history_instances(self, query: InstanceQuery) -> list[StoredInstance]:
+        """Instances per pair in the window, ordered by time within each pair."""
+
+    async def history_aggregate(self, query: AggregateQuery) -> list[AggregateRow]:
+        """Aggregates per (entity, attribute, datasetId, bucket), computed in SQL."""
+
+    async def history_entities(self, tenant: str, entity_ids: Sequence[str]) -> set[str]:
+        """Which of ``entity_ids`` have any history."""
+
+    async def history_delete(
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str | None = None,
+        *,
+        dataset_id: str | None = None,
+        all_datasets: bool = True,
+    ) -> int:
+        """Delete an entity's history, or one attribute's (one datasetId — None is the default
+        instance — unless ``all_datasets``). Returns how many rows went."""
+
+    async def history_get(
+        self, tenant: str, entity_id: str, attr: str, hid: int
+    ) -> StoredInstance | None:
+        """One instance by its history id, or None."""
+
+    async def history_replace(
+        self, tenant: str, entity_id: str, attr: str, hid: int, instance: Instance
+    ) -> bool:
+        """Replace one stored instance (its columns follow); False when it does not exist."""
+
+    async def history_delete_instance(
+        self, tenant: str, entity_id: str, attr: str, hid: int
+    ) -> bool:
+        """Delete one instance; False when it does not exist."""
+
+    async def history_prune(
+        self, selector: Selector, before: datetime, shadowed: Sequence[Selector]
+    ) -> int:
+        """Delete instances matching ``selector`` whose effective observation time is before
+        ``before``, except those matching one of ``shadowed`` (more specific rules)."""

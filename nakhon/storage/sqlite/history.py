@@ -1,0 +1,340 @@
+"""Temporal history on SQLite: the read side and temporal provision (``storage.history_base``).
+
+Reads run on the engine's reader connections. Times are integer epoch milliseconds inside SQL
+(``ts_ms``, a generated column, migration 3): SQLite's date functions keep milliseconds as an
+integer internally, so the same instant written with any offset gives the same key, and bounds
+compared against it are exact. Provision writes use a short connection of their own, like the
+kv writes: they are rare, and SQLite's lock serialises them with the entity writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import orjson
+
+from nakhon.broker.model import Instance
+from nakhon.storage.history_base import (
+    AggregateQuery,
+    AggregateRow,
+    InstanceQuery,
+    Selector,
+    StoredInstance,
+    TimeWindow,
+)
+
+T = TypeVar("T")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ms_of(column: str) -> str:
+    return f"CAST(round((julianday({column}) - 2440587.5) * 86400000.0) AS INTEGER)"
+
+
+# The time of an instance per time property, as epoch milliseconds.
+_TIME = {
+    "observedAt": "ts_ms",
+    "modifiedAt": _ms_of("modified_at"),
+    "createdAt": _ms_of("json_extract(instance, '$.createdAt')"),
+}
+
+# distinctCount counts distinct values whatever the attribute type holds them in.
+_ANY_VALUE = (
+    "coalesce(json_extract(instance, '$.value'), json_extract(instance, '$.object'),"
+    " json_extract(instance, '$.languageMap'), json_extract(instance, '$.vocab'),"
+    " json_extract(instance, '$.valueList'), json_extract(instance, '$.objectList'),"
+    " json_extract(instance, '$.json'))"
+)
+
+
+def to_ms(value: datetime) -> int:
+    """An aware datetime → epoch milliseconds (floor)."""
+    return (value - _EPOCH) // timedelta(milliseconds=1)
+
+
+def from_ms(value: int | None) -> datetime | None:
+    return None if value is None else _EPOCH + timedelta(milliseconds=value)
+
+
+def _window(window: TimeWindow, params: list[Any]) -> str:
+    t = _TIME[window.prop]
+    sql = f" AND {t} IS NOT NULL"
+    if window.start is not None:
+        sql += f" AND {t} >= ?"
+        params.append(to_ms(window.start))
+    if window.end is not None:
+        sql += f" AND {t} < ?"
+        params.append(to_ms(window.end))
+    return sql
+
+
+def instances(conn: sqlite3.Connection, query: InstanceQuery) -> list[StoredInstance]:
+    """Per pair, at most ``limit`` instances in the window (one indexed range scan each).
+
+    One statement per pair: in-process SQLite has no round trip to save, and a LIMIT per pair
+    lets each scan stop early, which a window function over every pair could not."""
+    t = _TIME[query.window.prop]
+    order = "DESC" if query.newest_first else "ASC"
+    out: list[StoredInstance] = []
+    for entity_id, attr in query.pairs:
+        params: list[Any] = [query.tenant, entity_id, attr]
+        where = _window(query.window, params)
+        params.append(query.limit)
+        rows = conn.execute(
+            f"SELECT hid, {t}, instance FROM attr_history"
+            f" WHERE tenant = ? AND entity_id = ? AND attr = ?{where}"
+            f" ORDER BY {t} {order}, hid {order} LIMIT ?",
+            params,
+        )
+        for hid, ms, doc in rows:
+            out.append(StoredInstance(hid, entity_id, attr, from_ms(ms), orjson.loads(doc)))
+    return out
+
+
+def _bucket_sql(query: AggregateQuery, t: str, params: list[Any]) -> str:
+    b = query.buckets
+    if b.seconds:
+        # Floor division that stays right for times before the origin.
+        params.extend([to_ms(b.origin), b.seconds * 1000])
+        d = f"({t} - ?1)"
+        return f"(({d} - ((({d} % ?2) + ?2) % ?2)) / ?2)"
+    if b.months:
+        origin = b.origin.year * 12 + b.origin.month - 1
+        params.extend([origin, b.months])
+        m = (
+            f"(CAST(strftime('%Y', {t} / 1000, 'unixepoch') AS INTEGER) * 12"
+            f" + CAST(strftime('%m', {t} / 1000, 'unixepoch') AS INTEGER) - 1 - ?1)"
+        )
+        return f"(({m} - ((({m} % ?2) + ?2) % ?2)) / ?2)"
+    return "0"
+
+
+def aggregate(conn: sqlite3.Connection, query: AggregateQuery) -> list[AggregateRow]:
+    """GROUP BY time bucket, per pair, over the covering index (no JSON read for numbers)."""
+    t = _TIME[query.window.prop]
+    methods = query.methods
+    out: list[AggregateRow] = []
+    for entity_id, attr in query.pairs:
+        shift = 0.0
+        if "stddev" in methods:
+            # Sums of (x - k) with k a value of the series keep the variance formula free of
+            # catastrophic cancellation (SQLite has no stddev aggregate).
+            params0: list[Any] = [query.tenant, entity_id, attr]
+            where0 = _window(query.window, params0)
+            row = conn.execute(
+                f"SELECT num FROM attr_history WHERE tenant = ? AND entity_id = ? AND attr = ?"
+                f"{where0} AND num IS NOT NULL LIMIT 1",
+                params0,
+            ).fetchone()
+            shift = float(row[0]) if row else 0.0
+        # Numbered parameters: ?1/?2 belong to the bucket expression, the rest follow.
+        bparams: list[Any] = []
+        bucket = _bucket_sql(query, t, bparams)
+        n = len(bparams)
+        params: list[Any] = [*bparams, query.tenant, entity_id, attr]
+        where = _window(query.window, params)
+        where = _renumber(where, n + 4)
+        whole = query.buckets.whole
+        cols = [f"min({t})" if whole else "NULL", f"max({t})" if whole else "NULL",
+                "count(*)" if "totalCount" in methods else "NULL"]
+        # Only what was asked: every aggregate costs a step per row.
+        for method, expr in (
+            ("distinctCount", f"count(DISTINCT {_ANY_VALUE})"),
+            ("sum", "sum(num)"),
+            ("avg", "avg(num)"),
+            ("min", "min(num)"),
+            ("max", "max(num)"),
+            ("sumsq", "sum(num * num)"),
+        ):
+            cols.append(expr if method in methods else "NULL")
+        if "stddev" in methods:
+            params.append(shift)
+            k = f"?{len(params)}"
+            cols += ["count(num)", f"sum(num - {k})", f"sum((num - {k}) * (num - {k}))"]
+        else:
+            cols += ["NULL", "NULL", "NULL"]
+        rows = conn.execute(
+            f"SELECT dataset_id, {bucket} AS b, {', '.join(cols)} FROM attr_history"
+            f" WHERE tenant = ?{n + 1} AND entity_id = ?{n + 2} AND attr = ?{n + 3}{where}"
+            " GROUP BY dataset_id, b ORDER BY dataset_id, b",
+            params,
+        )
+        for row in rows:
+            out.append(_aggregate_row(entity_id, attr, row, methods))
+    return out
+
+
+def _renumber(where: str, first: int) -> str:
+    """Give the window's ``?`` placeholders explicit numbers from ``first`` on."""
+    parts = where.split("?")
+    out = parts[0]
+    for i, part in enumerate(parts[1:]):
+        out += f"?{first + i}{part}"
+    return out
+
+
+def _aggregate_row(
+    entity_id: str, attr: str, row: Sequence[Any], methods: frozenset[str]
+) -> AggregateRow:
+    (dataset_id, bucket, first, last, total, distinct, s, avg, lo, hi, sq, n, s1, s2) = row
+    stddev = None
+    if n and n > 1:
+        var = (s2 - s1 * s1 / n) / (n - 1)
+        stddev = max(var, 0.0) ** 0.5
+    values: dict[str, float | int | None] = {
+        "totalCount": total,
+        "distinctCount": distinct,
+        "sum": s,
+        "avg": avg,
+        "min": lo,
+        "max": hi,
+        "stddev": stddev,
+        "sumsq": sq,
+    }
+    return AggregateRow(
+        entity_id,
+        attr,
+        dataset_id,
+        int(bucket),
+        from_ms(first),
+        from_ms(last),
+        {m: values[m] for m in methods},
+    )
+
+
+def entities_with_history(
+    conn: sqlite3.Connection, tenant: str, entity_ids: Sequence[str]
+) -> set[str]:
+    found: set[str] = set()
+    for eid in entity_ids:
+        row = conn.execute(
+            "SELECT 1 FROM attr_history WHERE tenant = ? AND entity_id = ? LIMIT 1", (tenant, eid)
+        ).fetchone()
+        if row:
+            found.add(eid)
+    return found
+
+
+def get_instance(
+    conn: sqlite3.Connection, tenant: str, entity_id: str, attr: str, hid: int
+) -> StoredInstance | None:
+    row = conn.execute(
+        "SELECT ts_ms, instance FROM attr_history"
+        " WHERE hid = ? AND tenant = ? AND entity_id = ? AND attr = ?",
+        (hid, tenant, entity_id, attr),
+    ).fetchone()
+    if row is None:
+        return None
+    return StoredInstance(hid, entity_id, attr, from_ms(row[0]), orjson.loads(row[1]))
+
+
+# --- writes (own short connection) -----------------------------------------------------------
+
+
+def write(path: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``fn`` in one IMMEDIATE transaction on a short connection of its own."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+    finally:
+        conn.close()
+
+
+def delete_history(
+    conn: sqlite3.Connection,
+    tenant: str,
+    entity_id: str,
+    attr: str | None,
+    dataset_id: str | None,
+    all_datasets: bool,
+) -> int:
+    sql = "DELETE FROM attr_history WHERE tenant = ? AND entity_id = ?"
+    params: list[Any] = [tenant, entity_id]
+    if attr is not None:
+        sql += " AND attr = ?"
+        params.append(attr)
+        if not all_datasets:
+            sql += " AND dataset_id IS ?"
+            params.append(dataset_id)
+    return conn.execute(sql, params).rowcount
+
+
+def replace_instance(
+    conn: sqlite3.Connection, tenant: str, entity_id: str, attr: str, hid: int, inst: Instance
+) -> bool:
+    cur = conn.execute(
+        "UPDATE attr_history SET instance = ?, observed_at = ?, dataset_id = ?"
+        " WHERE hid = ? AND tenant = ? AND entity_id = ? AND attr = ?",
+        (
+            orjson.dumps(inst).decode(),
+            inst.get("observedAt"),
+            inst.get("datasetId"),
+            hid,
+            tenant,
+            entity_id,
+            attr,
+        ),
+    )
+    return cur.rowcount > 0
+
+
+def delete_instance(
+    conn: sqlite3.Connection, tenant: str, entity_id: str, attr: str, hid: int
+) -> bool:
+    cur = conn.execute(
+        "DELETE FROM attr_history WHERE hid = ? AND tenant = ? AND entity_id = ? AND attr = ?",
+        (hid, tenant, entity_id, attr),
+    )
+    return cur.rowcount > 0
+
+
+def _selector_sql(sel: Selector, params: list[Any]) -> str:
+    parts: list[str] = []
+    if sel.tenant is not None:
+        parts.append("h.tenant = ?")
+        params.append(sel.tenant)
+    if sel.attr is not None:
+        parts.append(_iri_match("h.attr", sel.attr, params))
+    if sel.entity_type is not None:
+        match = _iri_match("t.type", sel.entity_type, params)
+        parts.append(
+            "h.entity_id IN (SELECT t.id FROM entity_types t"
+            f" WHERE t.tenant = h.tenant AND {match})"
+        )
+    return " AND ".join(parts) if parts else "1"
+
+
+def _iri_match(column: str, name: str, params: list[Any]) -> str:
+    """The column is the IRI ``name`` or ends with ``/name`` or ``#name`` (a short term)."""
+    # Each suffix is bound twice: once for its length, once for the comparison.
+    params.extend([name, "/" + name, "/" + name, "#" + name, "#" + name])
+    return (
+        f"({column} = ? OR substr({column}, -length(?)) = ?"
+        f" OR substr({column}, -length(?)) = ?)"
+    )
+
+
+def prune(
+    conn: sqlite3.Connection, selector: Selector, before: datetime, shadowed: Sequence[Selector]
+) -> int:
+    params: list[Any] = []
+    where = _selector_sql(selector, params)
+    where += " AND h.ts_ms < ?"
+    params.append(to_ms(before))
+    for other in shadowed:
+        where += f" AND NOT ({_selector_sql(other, params)})"
+    return conn.execute(
+        f"DELETE FROM attr_history WHERE hid IN (SELECT h.hid FROM attr_history h WHERE {where})",
+        params,
+    ).rowcount

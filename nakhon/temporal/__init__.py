@@ -1,0 +1,1 @@
+"""The NGSI-LD Temporal API: history of attribute instances, queries, aggregation, provision."""

@@ -1,0 +1,1 @@
+"""Temporal API tests (both engines)."""
