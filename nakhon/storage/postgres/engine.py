@@ -25,9 +25,16 @@ from nakhon.storage.base import (
     TypeInfo,
     WriteOp,
 )
-
+from nakhon.storage.history_base import (
+    AggregateQuery,
+    AggregateRow,
+    InstanceQuery,
+    Selector,
+    StoredInstance,
+)
 from nakhon.storage.hooks import WriteHook
 
+from . import history
 from . import query as sqlq
 from .codec import ENTITY_COLUMNS, init_connection, row_to_entity
 from .schema import migrate
@@ -220,6 +227,50 @@ class PostgresStorage:
             )
             for r in sorted(kinds, key=lambda r: str(r["attr"]))
         ]
+
+    # -- temporal history (nakhon.storage.history_base; SQL in postgres/history.py) ----------
+
+    async def history_instances(self, query: InstanceQuery) -> list[StoredInstance]:
+        return await history.instances(self.pool, query)
+
+    async def history_aggregate(self, query: AggregateQuery) -> list[AggregateRow]:
+        return await history.aggregate(self.pool, query)
+
+    async def history_entities(self, tenant: str, entity_ids: Sequence[str]) -> set[str]:
+        return await history.entities_with_history(self.pool, tenant, entity_ids)
+
+    async def history_get(
+        self, tenant: str, entity_id: str, attr: str, hid: int
+    ) -> StoredInstance | None:
+        return await history.get_instance(self.pool, tenant, entity_id, attr, hid)
+
+    async def history_delete(
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str | None = None,
+        *,
+        dataset_id: str | None = None,
+        all_datasets: bool = True,
+    ) -> int:
+        return await history.delete_history(
+            self.pool, tenant, entity_id, attr, dataset_id, all_datasets
+        )
+
+    async def history_replace(
+        self, tenant: str, entity_id: str, attr: str, hid: int, instance: Any
+    ) -> bool:
+        return await history.replace_instance(self.pool, tenant, entity_id, attr, hid, instance)
+
+    async def history_delete_instance(
+        self, tenant: str, entity_id: str, attr: str, hid: int
+    ) -> bool:
+        return await history.delete_instance(self.pool, tenant, entity_id, attr, hid)
+
+    async def history_prune(
+        self, selector: Selector, before: Any, shadowed: Sequence[Selector]
+    ) -> int:
+        return await history.prune(self.pool, selector, before, shadowed)
 
     # -- small documents ---------------------------------------------------------------------
 
