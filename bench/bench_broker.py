@@ -46,13 +46,17 @@ def entity(n: int) -> dict[str, Any]:
     return {
         "id": f"urn:ngsi-ld:ParkingSpot:{n}",
         "type": "ParkingSpot",
-        "status": {"type": "Property", "value": "free" if n % 2 else "occupied",
-                   "observedAt": "2026-11-01T00:00:00Z"},
+        "status": {
+            "type": "Property",
+            "value": "free" if n % 2 else "occupied",
+            "observedAt": "2026-11-01T00:00:00Z",
+        },
         "occupancy": {"type": "Property", "value": n % 100},
         "level": {"type": "Property", "value": n % 5},
-        "location": {"type": "GeoProperty",
-                     "value": {"type": "Point",
-                               "coordinates": [101.0 + (n % 1000) / 10000, 13.6 + n / 1e6]}},
+        "location": {
+            "type": "GeoProperty",
+            "value": {"type": "Point", "coordinates": [101.0 + (n % 1000) / 10000, 13.6 + n / 1e6]},
+        },
     }
 
 
@@ -61,15 +65,20 @@ def raw_sqlite_rate(n: int, directory: Path) -> float:
     conn = sqlite3.connect(directory / "raw.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE raw (pk INTEGER PRIMARY KEY, tenant TEXT, id TEXT, type TEXT,"
-                 " doc TEXT, UNIQUE (tenant, id))")
-    rows = [("", f"urn:ngsi-ld:ParkingSpot:{i}", "ParkingSpot", orjson.dumps(entity(i)).decode())
-            for i in range(n)]
+    conn.execute(
+        "CREATE TABLE raw (pk INTEGER PRIMARY KEY, tenant TEXT, id TEXT, type TEXT,"
+        " doc TEXT, UNIQUE (tenant, id))"
+    )
+    rows = [
+        ("", f"urn:ngsi-ld:ParkingSpot:{i}", "ParkingSpot", orjson.dumps(entity(i)).decode())
+        for i in range(n)
+    ]
     start = time.perf_counter()
     for i in range(0, n, BATCH):
         conn.execute("BEGIN")
-        conn.executemany("INSERT INTO raw (tenant, id, type, doc) VALUES (?, ?, ?, ?)",
-                         rows[i : i + BATCH])
+        conn.executemany(
+            "INSERT INTO raw (tenant, id, type, doc) VALUES (?, ?, ?, ?)", rows[i : i + BATCH]
+        )
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - start
     conn.close()
@@ -79,25 +88,35 @@ def raw_sqlite_rate(n: int, directory: Path) -> float:
 async def raw_postgres_rate(n: int, dsn: str) -> float:
     """executemany INSERT of the same documents (jsonb), 1,000 rows a transaction."""
     conn = await asyncpg.connect(dsn)
-    await conn.execute("CREATE TABLE raw (pk bigserial PRIMARY KEY, tenant text, id text,"
-                       " type text, doc jsonb, UNIQUE (tenant, id))")
-    rows = [("", f"urn:ngsi-ld:ParkingSpot:{i}", "ParkingSpot", orjson.dumps(entity(i)).decode())
-            for i in range(n)]
+    await conn.execute(
+        "CREATE TABLE raw (pk bigserial PRIMARY KEY, tenant text, id text,"
+        " type text, doc jsonb, UNIQUE (tenant, id))"
+    )
+    rows = [
+        ("", f"urn:ngsi-ld:ParkingSpot:{i}", "ParkingSpot", orjson.dumps(entity(i)).decode())
+        for i in range(n)
+    ]
     start = time.perf_counter()
     for i in range(0, n, BATCH):
         async with conn.transaction():
             await conn.executemany(
                 "INSERT INTO raw (tenant, id, type, doc) VALUES ($1, $2, $3, $4::jsonb)",
-                rows[i : i + BATCH])
+                rows[i : i + BATCH],
+            )
     elapsed = time.perf_counter() - start
     await conn.close()
     return n / elapsed
 
 
-def wrk(base: str, script: str, seconds: int, connections: int, env: dict[str, str]) -> dict[str, float]:
+def wrk(
+    base: str, script: str, seconds: int, connections: int, env: dict[str, str]
+) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(HERE / script), base],
-        capture_output=True, text=True, env={**os.environ, **env}, check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=True,
     ).stdout
     match = re.search(r"RESULT (.*)", out)
     if not match:
@@ -118,8 +137,11 @@ async def load(base: str, n: int) -> float:
         start = time.perf_counter()
         for i in range(0, n, BATCH):
             body = orjson.dumps([entity(j) for j in range(i, min(n, i + BATCH))])
-            r = await client.post("/ngsi-ld/v1/entityOperations/upsert", content=body,
-                                  headers={"Content-Type": "application/json"})
+            r = await client.post(
+                "/ngsi-ld/v1/entityOperations/upsert",
+                content=body,
+                headers={"Content-Type": "application/json"},
+            )
             if r.status_code not in (201, 204):
                 raise RuntimeError(r.text[:500])
         return n / (time.perf_counter() - start)
@@ -137,11 +159,26 @@ async def deep_page(base: str, n: int, runs: int = 30) -> float:
 
 
 def start_server(url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "NAKHON_AUTH": "off", "NAKHON_DATABASE_URL": url,
-           "NAKHON_LOG_LEVEL": "warning", "NAKHON_MAX_BODY_BYTES": str(16 * 1024 * 1024)}
+    env = {
+        **os.environ,
+        "NAKHON_AUTH": "off",
+        "NAKHON_DATABASE_URL": url,
+        "NAKHON_LOG_LEVEL": "warning",
+        "NAKHON_MAX_BODY_BYTES": str(16 * 1024 * 1024),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nakhon.cli", "serve", "--port", str(port),
-         "--data-dir", str(data_dir)], env=env)
+        [
+            sys.executable,
+            "-m",
+            "nakhon.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env,
+    )
     for _ in range(200):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
@@ -178,8 +215,9 @@ async def main() -> None:
         upsert = await load(base, args.entities)
         env = {"BENCH_N": str(args.entities)}
         get = wrk(base, "wrk_ids.lua", args.seconds, args.connections, {**env, "BENCH_MODE": "get"})
-        patch = wrk(base, "wrk_ids.lua", args.seconds, args.connections,
-                    {**env, "BENCH_MODE": "patch"})
+        patch = wrk(
+            base, "wrk_ids.lua", args.seconds, args.connections, {**env, "BENCH_MODE": "patch"}
+        )
         # Fewer connections for the query: the target is a latency (p95 < 20 ms) at a rate,
         # and 32 queued connections would measure the queue, not the query.
         query = wrk(base, "wrk_query.lua", args.seconds, args.query_connections, env)
@@ -191,20 +229,31 @@ async def main() -> None:
             admin = await asyncpg.connect(PG_ADMIN)
             await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
             await admin.close()
-    print(f"\n### {args.engine}, {args.entities:,} entities, wrk -t1 -c{args.connections}"
-          f" -d{args.seconds}s\n")
+    print(
+        f"\n### {args.engine}, {args.entities:,} entities, wrk -t1 -c{args.connections}"
+        f" -d{args.seconds}s\n"
+    )
     print("| measure | figure | p50 ms | p95 ms | p99 ms | errors |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for name, r in (("GET entity by id", get), ("PATCH …/attrs (2 attributes)", patch),
-                    (f"GET type + q, limit 20 (-c{args.query_connections})", query)):
-        print(f"| {name} | {r['rate']:,.0f}/s | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} |"
-              f" {r['p99_ms']:.1f} | {r['errors']:.0f} |")
-    print(f"| batch upsert (1,000/request, 4 attributes each) | {upsert:,.0f} entities/s"
-          f" = {upsert * 4:,.0f} attribute writes/s | | | | |")
+    for name, r in (
+        ("GET entity by id", get),
+        ("PATCH …/attrs (2 attributes)", patch),
+        (f"GET type + q, limit 20 (-c{args.query_connections})", query),
+    ):
+        print(
+            f"| {name} | {r['rate']:,.0f}/s | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} |"
+            f" {r['p99_ms']:.1f} | {r['errors']:.0f} |"
+        )
+    print(
+        f"| batch upsert (1,000/request, 4 attributes each) | {upsert:,.0f} entities/s"
+        f" = {upsert * 4:,.0f} attribute writes/s | | | | |"
+    )
     print(f"| raw executemany INSERT, same engine, same run | {raw:,.0f} rows/s | | | | |")
     print(f"| **upsert / raw ratio** | **{upsert / raw:.2f}** | | | | |")
-    print(f"| GET type, limit 20, offset {args.entities - 20:,} (median of 30) | {deep:.1f} ms"
-          " | | | | |")
+    print(
+        f"| GET type, limit 20, offset {args.entities - 20:,} (median of 30) | {deep:.1f} ms"
+        " | | | | |"
+    )
 
 
 if __name__ == "__main__":

@@ -148,11 +148,12 @@ class PostgresStorage:
         if query.count:
             counted = sqlq.count_sql(tenant, query)
             count_job = asyncio.ensure_future(self._fetchval(counted.sql, counted.params))
-        ordered = query.geo is None and query.ids is None
+        indexed = query.geo is not None or query.ids is not None  # the planner's plan is right
+        fetch = self._fetch if indexed else self._fetch_ordered
         try:
             rows: list[asyncpg.Record] = []
             if query.limit > 0:
-                rows = await (self._fetch_ordered if ordered else self._fetch)(page.sql, page.params)
+                rows = await fetch(page.sql, page.params)
             total = int(await count_job) if count_job is not None else None
         finally:
             if count_job is not None and not count_job.done():
