@@ -8,6 +8,10 @@ the hook returns into the hook's own tables in the same transaction (``executema
 binary ``COPY`` on PostgreSQL). So either the entity change and, say, its notification outbox
 rows are both durable, or neither is. After COMMIT the writer calls :meth:`WriteHook.committed`.
 
+Generated keys of hook rows (an ``INTEGER PRIMARY KEY`` / identity) follow commit order: SQLite
+has one writer, and PostgreSQL writers take a transaction advisory lock before copying hook
+rows, so a reader may keep a cursor on such a key.
+
 Hooks run on the writer's thread (SQLite) or task (PostgreSQL) for every batch: they must be
 fast, must not do I/O and should not raise (an exception fails the whole batch, nothing is
 written and every caller of the batch gets the error).

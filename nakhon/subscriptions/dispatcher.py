@@ -1,15 +1,16 @@
 """The dispatcher: delivers the outbox, per subscription, in order, at least once.
 
-One worker task per subscription with undelivered rows reads them in ``seq`` order, sends each
-(retrying transient failures with capped exponential backoff) and then deletes the delivered
-rows with one statement per chunk. A dead endpoint therefore only ever holds up its own
+One worker task per subscription reads the outbox from its cursor in ``seq`` order, sends each
+row that lists it (retrying transient failures with capped exponential backoff) and then moves
+its cursor with one statement per chunk; rows all subscriptions have passed are deleted by
+the housekeeping tick. A dead endpoint therefore only ever holds up its own
 worker: writes never wait for delivery (the hook only inserts rows) and other subscriptions
 have their own workers. A semaphore bounds how many sends are in flight at once.
 
-Durability comes from the rows: they are committed with the change and deleted only after a
-successful send, so after a crash or restart the workers resend whatever is left — possibly a
-notification that had been sent just before the crash (hence *at least* once; the notification
-id is stable per row so a receiver can drop the duplicate).
+Durability comes from the rows: they are committed with the change and a cursor passes them
+only after a successful send, so after a crash or restart the workers resend whatever is
+left — possibly a notification that had been sent just before the crash (hence *at least*
+once; the notification id is stable per row so a receiver can drop the duplicate).
 
 Periodic subscriptions (``timeInterval``) do not use the outbox: each period a task queries the
 matching entities and sends them; a missed period is not worth replaying.
@@ -37,11 +38,12 @@ from nakhon.subscriptions.delivery import (
     mqtt_message,
 )
 from nakhon.subscriptions.matcher import Active, Registry
-from nakhon.subscriptions.store import OutboxRow, Stats, SubStore
+from nakhon.subscriptions.store import OutboxRow, Stats, SubStore, matching
 
 log = get_logger("nakhon.subscriptions.dispatcher")
 
-CHUNK = 200  # rows read (and acknowledged) at a time per subscription
+SCAN = 1000  # outbox rows read at a time by one subscription's worker
+CHUNK = 200  # in a long backlog, the cursor is saved at least every CHUNK seqs
 CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 
 
@@ -64,6 +66,7 @@ class Dispatcher:
         self.registry = registry
         self.storage = storage
         self.stats: dict[int, Stats] = {}
+        self.cursors: dict[int, int] = {}  # per subscription: last outbox seq handled
         self.default_timeout = default_timeout
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -76,15 +79,18 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: asyncio.Task[None] | None = None
         self.refresh: Callable[[], Awaitable[None]] | None = None
+        # Writes come first: while the writer is busy each send waits a little, so delivery
+        # (which can be many times the write rate) cannot starve the writer of the GIL; the
+        # outbox absorbs the burst and drains when the load drops.
+        self.busy: Callable[[], bool] = lambda: False
+        self.yield_seconds = 0.005
 
     # --- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        for pk in await self.store.pending():
-            if pk in self.registry.by_pk:
-                self._ensure(pk).event.set()
         for entry in self.registry.by_pk.values():
+            self._ensure(entry.pk).event.set()  # resend whatever a crash or stop left behind
             self.changed(entry.pk)
         self._background = self._loop.create_task(self._tick(), name="nakhon-notify-tick")
 
@@ -103,18 +109,19 @@ class Dispatcher:
         await self._mqtt.close()
 
     async def _tick(self) -> None:
-        """Safety net: wake every worker now and then (rows committed by another process on a
-        shared PostgreSQL, wake-ups lost in a crash) and pick up others' subscription edits."""
+        """Housekeeping: pick up other processes' subscription edits (PostgreSQL) and delete
+        the outbox rows every subscription has passed."""
         while True:
             await asyncio.sleep(self.poll_interval)
             try:
                 if self.refresh is not None:
                     await self.refresh()
-                for pk in await self.store.pending():
-                    if pk in self.registry.by_pk:
-                        self._ensure(pk).event.set()
+                for pk in self.registry.by_pk:
+                    self._ensure(pk)
+                known = [self.cursors.get(pk, 0) for pk in self.registry.by_pk]
+                await self.store.collect(min(known) + 1 if known else 2**62)
             except Exception:
-                log.exception("dispatcher tick failed")
+                log.exception("dispatcher housekeeping failed")
 
     # --- wake-ups -----------------------------------------------------------------------------
 
@@ -172,17 +179,27 @@ class Dispatcher:
                 if not entry.sub.is_active:  # paused: keep the rows until it is resumed
                     await self._wait(worker.event, self.poll_interval)
                     continue
-                rows = await self.store.fetch(pk, CHUNK)
+                cursor = self.cursors.get(pk, 0)
+                rows = await self.store.fetch(cursor, SCAN)
                 if not rows:
+                    # Without a wake-up, look again now and then: rows committed by another
+                    # process, or wake-ups lost in a crash.
                     await self._wait(worker.event, self.poll_interval * 5)
                     continue
-                done: list[int] = []
-                for row in rows:
+                new_cursor = rows[-1][0]  # every scanned row is handled unless we stop early
+                for row in matching(rows, pk):
+                    if self.busy():
+                        await asyncio.sleep(self.yield_seconds)
                     if not await self._deliver_row(pk, worker, row):
+                        new_cursor = row.seq - 1
                         break
-                    done.append(row.seq)
-                if pk in self.registry.by_pk:
-                    await self.store.ack(pk, done, self._stats(pk))
+                    if len(rows) == SCAN and row.seq - cursor > CHUNK:
+                        # Long backlogs: record progress now and then (fewer resends on crash).
+                        await self.store.ack(pk, row.seq, self._stats(pk))
+                        self.cursors[pk] = cursor = row.seq
+                if new_cursor > self.cursors.get(pk, 0) and pk in self.registry.by_pk:
+                    await self.store.ack(pk, new_cursor, self._stats(pk))
+                    self.cursors[pk] = new_cursor
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -215,7 +232,7 @@ class Dispatcher:
                             endpoint=entry.sub.endpoint.uri, reason=str(exc), retry=exc.retry)
                 if not exc.retry:
                     return True
-                await self.store.ack(pk, [], self._stats(pk))
+                await self.store.ack(pk, self.cursors.get(pk, 0), self._stats(pk))
                 delay = min(self.backoff_cap, self.backoff_base * (2 ** attempt))
                 attempt += 1
                 # Only a change of the subscription (new endpoint, deletion) cuts the backoff
@@ -300,7 +317,7 @@ class Dispatcher:
                                 reason=str(exc))
                 except Exception:
                     log.exception("periodic notification failed", subscription=entry.sub.id)
-                await self.store.ack(pk, [], self._stats(pk))
+                await self.store.ack(pk, self.cursors.get(pk, 0), self._stats(pk))
             await asyncio.sleep(entry.sub.time_interval)
 
     async def _periodic_data(self, entry: Active) -> list[dict[str, Any]]:

@@ -101,7 +101,14 @@ class Subscription:
 
     def live(self, now: str) -> bool:
         """Generates notifications now (active, not expired)."""
-        return self.status(now) == "active"
+        return self.is_active and (self.expires_at is None or now < self.expires_at)
+
+    @property
+    def by_type_only(self) -> bool:
+        """Selects entities by plain types alone (then the type index has already decided)."""
+        return bool(self.entities) and all(
+            s.id is None and s.id_pattern is None and s.type_iris is not None
+            for s in self.entities)
 
 
 def new_id() -> str:

@@ -55,6 +55,7 @@ class SubscriptionService:
         self.dispatcher = Dispatcher(self.store, self.registry, self.storage)
         await self._load()
         self.hook = OutboxHook(self.registry, self.dispatcher.wake)
+        self.dispatcher.busy = self.hook.busy
         self.storage.write_hooks.append(self.hook)
         if multi_process is None:
             multi_process = isinstance(self.store, PgSubStore)
@@ -79,6 +80,8 @@ class SubscriptionService:
             if entry is not None:
                 entries.append(entry)
                 self.dispatcher.stats.setdefault(stored.pk, stored.stats)
+                cursor = self.dispatcher.cursors.get(stored.pk, 0)
+                self.dispatcher.cursors[stored.pk] = max(cursor, stored.cursor)
         self.registry.replace(entries)
 
     async def _refresh(self) -> None:
@@ -117,8 +120,9 @@ class SubscriptionService:
         doc = stored_doc(body, body.get("id") or new_id(), context)
         sub = parse_subscription(doc, terms, context, creating=True)
         now = utc_now()
-        pk = await store.insert(tenant, sub.id, doc, now)
+        pk, cursor = await store.insert(tenant, sub.id, doc, now)
         dispatcher.stats[pk] = Stats()
+        dispatcher.cursors[pk] = cursor
         self.registry.put(Active(pk, tenant, sub, now, now))
         dispatcher.changed(pk)
         return sub.id
@@ -181,6 +185,7 @@ class SubscriptionService:
         dispatcher.changed(entry.pk)
         await store.delete(entry.pk)
         dispatcher.stats.pop(entry.pk, None)
+        dispatcher.cursors.pop(entry.pk, None)
 
     def _find(self, tenant: str, sub_id: str) -> Active:
         entry = self.registry.find(tenant, sub_id)

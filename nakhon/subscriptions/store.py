@@ -1,9 +1,12 @@
 """Where subscriptions and the notification outbox live: one small contract, two engines.
 
-Both engines keep the tables of migration "subscriptions" (SQLite ``MIGRATIONS[1]``,
-PostgreSQL ``0002_subscriptions.sql``). Outbox rows are *inserted* only by the write hook, in
-the entity write transaction; this module reads them in ``seq`` order per subscription and
-deletes them once delivered (:meth:`SubStore.ack`).
+Both engines keep the tables of the subscription migrations (SQLite ``MIGRATIONS`` 2 and 4,
+PostgreSQL ``0002`` and ``0004``). Outbox rows are *inserted* only by the write hook, in the
+entity write transaction: one row per change with the subscriptions it fires (``subs`` =
+``",3,7,"``). Each subscription reads them in ``seq`` order from its cursor
+(``subscriptions.delivered_seq``, moved by :meth:`SubStore.ack` after delivery); rows every
+listed subscription has passed are deleted by :meth:`SubStore.collect`. ``seq`` follows commit
+order on both engines (see ``nakhon.storage.hooks``), which is what makes a cursor safe.
 
 On SQLite every write here runs on the engine's writer thread (``SqliteWriter.run``) so that
 the file keeps a single writer; reads use a connection of their own (WAL lets them run beside
@@ -55,6 +58,7 @@ class StoredSub:
     created_at: str
     modified_at: str
     stats: Stats
+    cursor: int = 0
 
 
 @dataclass(slots=True)
@@ -66,32 +70,58 @@ class OutboxRow:
 
 class SubStore(Protocol):
     async def load(self) -> list[StoredSub]: ...
-    async def insert(self, tenant: str, sub_id: str, doc: dict[str, Any], now: str) -> int: ...
+    async def insert(self, tenant: str, sub_id: str, doc: dict[str, Any],
+                     now: str) -> tuple[int, int]: ...
     async def update(self, pk: int, doc: dict[str, Any], now: str) -> None: ...
     async def delete(self, pk: int) -> None: ...
-    async def fetch(self, sub_pk: int, limit: int) -> list[OutboxRow]: ...
-    async def ack(self, sub_pk: int, seqs: Sequence[int], stats: Stats) -> None: ...
+    async def fetch(self, after: int, limit: int) -> list[tuple[int, str, bytes, str]]: ...
+    async def ack(self, sub_pk: int, cursor: int, stats: Stats) -> None: ...
     async def pending(self) -> set[int]: ...
+    async def collect(self, below: int) -> None: ...
     async def version(self) -> str: ...
     async def close(self) -> None: ...
 
 
+def matching(rows: Sequence[tuple[int, str, bytes, str]], pk: int) -> list[OutboxRow]:
+    """The rows (``seq, subs, payload, created_at``) that fire subscription ``pk``."""
+    tag = f",{pk},"
+    return [OutboxRow(seq, payload, created) for seq, subs, payload, created in rows
+            if tag in subs]
+
+
+def pending_of(rows: Sequence[tuple[int, str]], cursors: dict[int, int]) -> set[int]:
+    """Subscriptions with rows past their cursor, from (seq, subs) rows."""
+    found: set[int] = set()
+    for seq, subs in rows:
+        for part in subs.strip(",").split(","):
+            pk = int(part)
+            if seq > cursors.get(pk, seq):
+                found.add(pk)
+    return found
+
+
 _COLUMNS = ("pk, tenant, id, doc, created_at, modified_at, times_sent, times_failed,"
-            " last_notification, last_success, last_failure")
+            " last_notification, last_success, last_failure, delivered_seq")
 _STATS_SQL = ("UPDATE subscriptions SET times_sent = ?, times_failed = ?, last_notification = ?,"
-              " last_success = ?, last_failure = ? WHERE pk = ?")
+              " last_success = ?, last_failure = ?, delivered_seq = max(delivered_seq, ?)"
+              " WHERE pk = ?")
 _PG_STATS_SQL = ("UPDATE subscriptions SET times_sent = $1, times_failed = $2,"
-                 " last_notification = $3, last_success = $4, last_failure = $5 WHERE pk = $6")
+                 " last_notification = $3, last_success = $4, last_failure = $5,"
+                 " delivered_seq = greatest(delivered_seq, $6) WHERE pk = $7")
+_FETCH = ("SELECT seq, subs, payload, created_at FROM notification_outbox WHERE seq > {}"
+          " ORDER BY seq LIMIT {}")
+_PENDING = "SELECT seq, subs FROM notification_outbox"
+_NEW_CURSOR = "(SELECT coalesce(max(seq), 0) FROM notification_outbox)"
 
 
 def _stored(row: Sequence[Any], doc: dict[str, Any]) -> StoredSub:
     return StoredSub(row[0], row[1], row[2], doc, row[4], row[5],
-                     Stats(row[6], row[7], row[8], row[9], row[10]))
+                     Stats(row[6], row[7], row[8], row[9], row[10]), row[11])
 
 
-def _stats_args(stats: Stats, pk: int) -> tuple[Any, ...]:
+def _stats_args(stats: Stats, cursor: int, pk: int) -> tuple[Any, ...]:
     return (stats.times_sent, stats.times_failed, stats.last_notification, stats.last_success,
-            stats.last_failure, pk)
+            stats.last_failure, cursor, pk)
 
 
 class SqliteSubStore:
@@ -123,17 +153,19 @@ class SqliteSubStore:
             lambda c: c.execute(f"SELECT {_COLUMNS} FROM subscriptions ORDER BY pk").fetchall())
         return [_stored(r, orjson.loads(r[3])) for r in rows]
 
-    async def insert(self, tenant: str, sub_id: str, doc: dict[str, Any], now: str) -> int:
-        def go(conn: sqlite3.Connection) -> int:
+    async def insert(self, tenant: str, sub_id: str, doc: dict[str, Any],
+                     now: str) -> tuple[int, int]:
+        """A new subscription; its cursor starts after every existing row (no old changes)."""
+        def go(conn: sqlite3.Connection) -> tuple[int, int]:
             try:
-                cur = conn.execute(
-                    "INSERT INTO subscriptions (tenant, id, doc, created_at, modified_at)"
-                    " VALUES (?, ?, ?, ?, ?)", (tenant, sub_id, orjson.dumps(doc).decode(),
-                                                now, now))
+                row = conn.execute(
+                    "INSERT INTO subscriptions (tenant, id, doc, created_at, modified_at,"
+                    f" delivered_seq) VALUES (?, ?, ?, ?, ?, {_NEW_CURSOR})"
+                    " RETURNING pk, delivered_seq",
+                    (tenant, sub_id, orjson.dumps(doc).decode(), now, now)).fetchone()
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"Subscription {sub_id} already exists.") from None
-            assert cur.lastrowid is not None
-            return cur.lastrowid
+            return int(row[0]), int(row[1])
 
         return await self._write(go)
 
@@ -143,32 +175,27 @@ class SqliteSubStore:
             (orjson.dumps(doc).decode(), now, pk)))
 
     async def delete(self, pk: int) -> None:
-        def go(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM notification_outbox WHERE sub_pk = ?", (pk,))
-            conn.execute("DELETE FROM subscriptions WHERE pk = ?", (pk,))
+        # Its rows go with the next collect(): a missing subscription no longer holds them.
+        await self._write(lambda c: c.execute("DELETE FROM subscriptions WHERE pk = ?", (pk,)))
 
-        await self._write(go)
+    async def fetch(self, after: int, limit: int) -> list[tuple[int, str, bytes, str]]:
+        rows = await self._read(lambda c: c.execute(_FETCH.format("?", "?"),
+                                                    (after, limit)).fetchall())
+        return [(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
 
-    async def fetch(self, sub_pk: int, limit: int) -> list[OutboxRow]:
-        rows = await self._read(lambda c: c.execute(
-            "SELECT seq, payload, created_at FROM notification_outbox WHERE sub_pk = ?"
-            " ORDER BY seq LIMIT ?", (sub_pk, limit)).fetchall())
-        return [OutboxRow(r[0], bytes(r[1]), r[2]) for r in rows]
-
-    async def ack(self, sub_pk: int, seqs: Sequence[int], stats: Stats) -> None:
-        def go(conn: sqlite3.Connection) -> None:
-            if seqs:
-                marks = ",".join("?" * len(seqs))
-                conn.execute(f"DELETE FROM notification_outbox WHERE seq IN ({marks})",
-                             tuple(seqs))
-            conn.execute(_STATS_SQL, _stats_args(stats, sub_pk))
-
-        await self._write(go)
+    async def ack(self, sub_pk: int, cursor: int, stats: Stats) -> None:
+        await self._write(lambda c: c.execute(_STATS_SQL, _stats_args(stats, cursor, sub_pk)))
 
     async def pending(self) -> set[int]:
-        rows = await self._read(lambda c: c.execute(
-            "SELECT DISTINCT sub_pk FROM notification_outbox").fetchall())
-        return {r[0] for r in rows}
+        def go(c: sqlite3.Connection) -> set[int]:
+            cursors = dict(c.execute("SELECT pk, delivered_seq FROM subscriptions").fetchall())
+            return pending_of(c.execute(_PENDING).fetchall(), cursors)
+
+        return await self._read(go)
+
+    async def collect(self, below: int) -> None:
+        await self._write(lambda c: c.execute(
+            "DELETE FROM notification_outbox WHERE seq < ?", (below,)))
 
     async def version(self) -> str:
         row = await self._read(lambda c: c.execute(
@@ -196,42 +223,41 @@ class PgSubStore:
         rows = await self._pool.fetch(f"SELECT {_COLUMNS} FROM subscriptions ORDER BY pk")
         return [_stored(tuple(r), r["doc"]) for r in rows]
 
-    async def insert(self, tenant: str, sub_id: str, doc: dict[str, Any], now: str) -> int:
+    async def insert(self, tenant: str, sub_id: str, doc: dict[str, Any],
+                     now: str) -> tuple[int, int]:
         import asyncpg
 
         try:
-            pk = await self._pool.fetchval(
-                "INSERT INTO subscriptions (tenant, id, doc, created_at, modified_at)"
-                " VALUES ($1, $2, $3, $4, $4) RETURNING pk", tenant, sub_id, doc, now)
+            row = await self._pool.fetchrow(
+                "INSERT INTO subscriptions (tenant, id, doc, created_at, modified_at,"
+                f" delivered_seq) VALUES ($1, $2, $3, $4, $4, {_NEW_CURSOR})"
+                " RETURNING pk, delivered_seq", tenant, sub_id, doc, now)
         except asyncpg.UniqueViolationError:
             raise AlreadyExists(f"Subscription {sub_id} already exists.") from None
-        return int(pk)
+        return int(row[0]), int(row[1])
 
     async def update(self, pk: int, doc: dict[str, Any], now: str) -> None:
         await self._pool.execute(
             "UPDATE subscriptions SET doc = $1, modified_at = $2 WHERE pk = $3", doc, now, pk)
 
     async def delete(self, pk: int) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM notification_outbox WHERE sub_pk = $1", pk)
-            await conn.execute("DELETE FROM subscriptions WHERE pk = $1", pk)
+        await self._pool.execute("DELETE FROM subscriptions WHERE pk = $1", pk)
 
-    async def fetch(self, sub_pk: int, limit: int) -> list[OutboxRow]:
-        rows = await self._pool.fetch(
-            "SELECT seq, payload, created_at FROM notification_outbox WHERE sub_pk = $1"
-            " ORDER BY seq LIMIT $2", sub_pk, limit)
-        return [OutboxRow(r[0], bytes(r[1]), r[2]) for r in rows]
+    async def fetch(self, after: int, limit: int) -> list[tuple[int, str, bytes, str]]:
+        rows = await self._pool.fetch(_FETCH.format("$1", "$2"), after, limit)
+        return [(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
 
-    async def ack(self, sub_pk: int, seqs: Sequence[int], stats: Stats) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            if seqs:
-                await conn.execute(
-                    "DELETE FROM notification_outbox WHERE seq = ANY($1::bigint[])", list(seqs))
-            await conn.execute(_PG_STATS_SQL, *_stats_args(stats, sub_pk))
+    async def ack(self, sub_pk: int, cursor: int, stats: Stats) -> None:
+        await self._pool.execute(_PG_STATS_SQL, *_stats_args(stats, cursor, sub_pk))
 
     async def pending(self) -> set[int]:
-        rows = await self._pool.fetch("SELECT DISTINCT sub_pk FROM notification_outbox")
-        return {r[0] for r in rows}
+        async with self._pool.acquire() as conn:
+            cursors = dict(await conn.fetch("SELECT pk, delivered_seq FROM subscriptions"))
+            rows = await conn.fetch(_PENDING)
+        return pending_of([(r[0], r[1]) for r in rows], cursors)
+
+    async def collect(self, below: int) -> None:
+        await self._pool.execute("DELETE FROM notification_outbox WHERE seq < $1", below)
 
     async def version(self) -> str:
         row = await self._pool.fetchrow(

@@ -38,6 +38,7 @@ _RETRYABLE = (
     asyncpg.exceptions.SerializationError,
 )
 _MAX_RETRIES = 5
+_HOOK_LOCK = 0x6E616B686F6F  # "nakhoo": the advisory lock around hook rows (see _commit)
 
 _SELECT_FOR_UPDATE = f"""
 SELECT e.pk, e.tenant, {ENTITY_COLUMNS}
@@ -226,10 +227,18 @@ class Writer:
             self._apply(ops, now, plan)
             await self._write(conn, plan)
             if plan.changes:
+                locked = False
                 for hook in self._hooks:
                     for block in hook.rows(plan.changes, now):
-                        if block.rows:
-                            await conn.copy_records_to_table(
+                        if not block.rows:
+                            continue
+                        if not locked:
+                            # Hook tables' generated keys (the outbox seq) must follow commit
+                            # order, also across processes: serialise the tails of such
+                            # transactions (held from here to COMMIT only).
+                            await conn.execute("SELECT pg_advisory_xact_lock($1)", _HOOK_LOCK)
+                            locked = True
+                        await conn.copy_records_to_table(
                                 block.table, records=block.rows, columns=list(block.columns)
                             )
         for hook in self._hooks:

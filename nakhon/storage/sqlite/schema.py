@@ -99,6 +99,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX attr_history_by_time
         ON attr_history (tenant, entity_id, attr, ts_ms, num, dataset_id);
     """,
+    # 4: notification outbox as one row per change fanned out to its subscriptions (``subs``:
+    # ",pk,pk,"), read per subscription from a cursor (subscriptions.delivered_seq). One row
+    # per change instead of one per (subscription, change) keeps the write hook cheap.
+    """
+    DROP TABLE notification_outbox;
+    CREATE TABLE notification_outbox (
+        seq INTEGER PRIMARY KEY,
+        subs TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    ALTER TABLE subscriptions ADD COLUMN delivered_seq INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 

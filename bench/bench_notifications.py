@@ -1,0 +1,211 @@
+"""Notification benchmark: throughput to a local HTTP receiver, and write rate with subscriptions.
+
+Run: ``python bench/bench_notifications.py [--engine sqlite|postgres] [--changes N]``.
+
+* **Notifications/s** — N entity changes are committed while the dispatcher delivers them to a
+  real HTTP receiver running in a *separate process* (it takes the second core); the clock runs
+  from the first write until the receiver has counted every notification. With 1 subscription
+  (one in-order stream) and with 10 (ten streams in parallel, each change notified 10 times).
+* **Write rate** — single-operation writes (attribute updates) from 64 concurrent callers, the
+  group-commit pattern of HTTP ingest, through the storage engine with the subscriptions hook
+  installed: with no subscription, then with 10 active subscriptions that all match every write
+  while the dispatcher delivers at the same time in the same process.
+
+Prints a Markdown table. The load generator runs in the measured process (no HTTP in front).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nakhon.broker import ops
+from nakhon.broker.jsonld import ContextResolver
+from nakhon.broker.model import NGSI_LD, Entity
+from nakhon.core.auth import SYSTEM, Access
+from nakhon.storage import storage_for
+from nakhon.storage.base import WriteOp
+from nakhon.subscriptions.service import SubscriptionService
+
+VOCAB = NGSI_LD + "default-context/"
+TEMP = VOCAB + "temperature"
+
+RECEIVER = r'''
+import asyncio, sys
+count = 0
+async def handle(reader, writer):
+    global count
+    buf = b""
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            break
+        buf += data
+        while True:
+            head_end = buf.find(b"\r\n\r\n")
+            if head_end < 0:
+                break
+            head = buf[:head_end].decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                k, _, v = line.partition(":")
+                if k.strip().lower() == "content-length":
+                    length = int(v)
+            if len(buf) < head_end + 4 + length:
+                break
+            buf = buf[head_end + 4 + length:]
+            if head.startswith("GET /count"):
+                body = str(count).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+            else:
+                count += 1
+                writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+    writer.close()
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
+    print("ready", flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+'''
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def entity(i: int) -> Entity:
+    inst = {"type": "Property", "value": i}
+    return Entity(f"urn:ngsi-ld:Sensor:{i}", [VOCAB + "Sensor"], {TEMP: [inst]})
+
+
+async def open_service(url: str) -> tuple[Any, SubscriptionService]:
+    storage: Any
+    if url.startswith("postgresql"):
+        from nakhon.storage.postgres import PostgresStorage
+
+        # A schema of its own: the benchmark never touches a real deployment's tables.
+        storage = PostgresStorage(url, schema="nakhon_bench_notifications")
+    else:
+        storage = storage_for(url)
+    await storage.open()
+    resolver = ContextResolver(timeout=5, max_bytes=1 << 20, ttl=3600)
+    svc = SubscriptionService(storage, Access(storage, enabled=False, anonymous_read=True),
+                              resolver)
+    await svc.open()
+    return storage, svc
+
+
+async def subscribe(svc: SubscriptionService, tenant: str, uri: str, n: int) -> None:
+    from nakhon.broker.jsonld import CORE_TERM_MAP
+
+    for _ in range(n):
+        body = {"type": "Subscription", "entities": [{"type": "Sensor"}],
+                "notification": {"endpoint": {"uri": uri}}}
+        await svc.create(SYSTEM, tenant, body, CORE_TERM_MAP, None)
+
+
+async def received(client: httpx.AsyncClient) -> int:
+    return int((await client.get("/count")).text)
+
+
+async def throughput(url: str, port: int, subs: int, changes: int) -> float:
+    storage, svc = await open_service(url)
+    tenant = f"n{subs}x{os.getpid()}"
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        start_count = await received(client)
+        await subscribe(svc, tenant, f"http://127.0.0.1:{port}/notify", subs)
+        t0 = time.perf_counter()
+        for start in range(0, changes, 500):
+            await storage.write([WriteOp(tenant, entity(i).id, ops.create_entity(entity(i)))
+                                 for i in range(start, min(changes, start + 500))])
+        want = start_count + changes * subs
+        # The receiver is another process: poll its counter.
+        while await received(client) < want:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - t0
+    await svc.close()
+    await storage.close()
+    return changes * subs / elapsed
+
+
+async def write_rate(url: str, port: int, subs: int, seconds: float) -> float:
+    storage, svc = await open_service(url)
+    tenant = f"w{subs}x{os.getpid()}"
+    await storage.write([WriteOp(tenant, entity(i).id, ops.create_entity(entity(i)))
+                         for i in range(1000)])
+    await subscribe(svc, tenant, f"http://127.0.0.1:{port}/notify", subs)
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def caller(k: int) -> None:
+        nonlocal done
+        i = k
+        while time.perf_counter() < stop:
+            e = entity(i % 1000)
+            e.attrs[TEMP] = [{"type": "Property", "value": i}]
+            await storage.write([WriteOp(tenant, e.id, ops.update_attrs(e.attrs))])
+            done += 1
+            i += 64
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(caller(k) for k in range(64)))
+    rate = done / (time.perf_counter() - t0)
+    await svc.close()
+    await storage.close()
+    return rate
+
+
+async def measure(url: str, port: int, args: argparse.Namespace) -> None:
+    one = await throughput(url, port, 1, args.changes)
+    ten = await throughput(url, port, 10, args.changes // 2)
+    base = await write_rate(url, port, 0, args.seconds)
+    loaded = await write_rate(url, port, 10, args.seconds)
+    print(f"\n| {args.engine} | figure | target |")
+    print("| --- | ---: | --- |")
+    print(f"| notifications/s, 1 subscription | {one:,.0f} | ≥ 2,000 |")
+    print(f"| notifications/s, 10 subscriptions | {ten:,.0f} | ≥ 2,000 |")
+    print(f"| writes/s, no subscription | {base:,.0f} | |")
+    print(f"| writes/s, 10 matching subscriptions (delivering) | {loaded:,.0f} | |")
+    print(f"| write rate with 10 vs none | {loaded / base:.0%} | ≥ 80% |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--engine", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--changes", type=int, default=5000)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="nakhon-bench-")
+    if args.engine == "sqlite":
+        url = f"sqlite:///{tmp}/bench.db"
+    else:
+        url = os.environ.get("NAKHON_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+    port = free_port()
+    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)],
+                                stdout=subprocess.PIPE)
+    assert receiver.stdout is not None
+    receiver.stdout.readline()
+    try:
+        asyncio.run(measure(url, port, args))
+    finally:
+        receiver.kill()
+
+
+if __name__ == "__main__":
+    main()
