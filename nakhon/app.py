@@ -34,6 +34,8 @@ from nakhon.domains import api as domains_api
 from nakhon.domains.monitor import AlertMonitor
 from nakhon.iot import api as iot_api
 from nakhon.iot.runtime import IotRuntime
+from nakhon.kpi import api as kpi_api
+from nakhon.kpi.task import KpiMonitor
 from nakhon.storage import storage_for
 from nakhon.subscriptions import api as subscriptions_api
 from nakhon.subscriptions.service import SubscriptionService
@@ -115,6 +117,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     subscriptions = SubscriptionService(storage, access, resolver, max_limit=settings.max_limit)
     alert_monitor = AlertMonitor(broker)  # absence-of-data alert sweeps
     iot = IotRuntime(settings, storage, access, broker)
+    kpi_monitor = KpiMonitor(
+        broker,
+        interval_minutes=settings.kpi_interval,
+        late_days=settings.kpi_late_days,
+        tenants=settings.kpi_tenants,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -128,9 +136,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await subscriptions.open()  # outbox hook + dispatcher, before anything else writes
         await iot.start()  # MQTT only when NAKHON_MQTT_URL is set
         alert_monitor.start()
+        kpi_monitor.start()  # periodic, incremental KPI recomputation
         try:
             yield
         finally:
+            await kpi_monitor.stop()
             await alert_monitor.stop()
             await iot.stop()
             await subscriptions.close()
@@ -151,6 +161,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *subscriptions_api.routes,
         *domains_api.routes,
         *iot_api.routes,
+        *kpi_api.routes,
     ]
     app = Starlette(
         routes=routes,

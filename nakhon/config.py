@@ -80,6 +80,15 @@ SETTINGS: tuple[Setting, ...] = (
             "separated by `;`, e.g. `P2Y; tenant:bangkok=P1Y; type:AirQualityObserved=P90D; "
             "attr:pm25=P30D`. Empty: keep forever. Applied by `nakhon temporal prune` "
             "(see docs/temporal.md)."),
+    Setting("kpi_interval", float, 15.0,
+            "Minutes between KPI recomputations (every known tenant, incremental from the "
+            "last run). 0: no periodic task; use `POST /nakhon/v1/kpis/recompute`."),
+    Setting("kpi_late_days", int, 1,
+            "Days before the last KPI run that each run rebuilds, so readings arriving up to "
+            "that late still count (older late data needs `?full=true`)."),
+    Setting("kpi_tenants", str, "",
+            "Comma-separated tenants the KPI task computes besides the default tenant and "
+            "those computed before."),
     Setting("log_level", str, "info", "Log level: debug, info, warning or error."),
     Setting("log_format", str, "console", "`console` for people, `json` for log collectors."),
 )
