@@ -47,6 +47,41 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataOpt = None) 
     )
 
 
+@app.command()
+def demo(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Data directory [NAKHON_DATA_DIR, else ./nakhon-demo].")] = None,
+    devices: Annotated[int, typer.Option(help="Simulated devices.", min=1)] = 500,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same city.")] = 2567,
+    days: Annotated[float, typer.Option(help="Days of history to backfill.", min=0)] = 30.0,
+    province: Annotated[str, typer.Option(help="Province (name or DOPA code).")]
+    = "Chachoengsao",
+    speed: Annotated[float, typer.Option(
+        help="Report this many times more often than real devices.", min=0.01)] = 1.0,
+    history_step: Annotated[int, typer.Option(
+        help="Minutes between backfilled readings.", min=1)] = 60,
+) -> None:
+    """Run the platform with a simulated Thai city feeding the real ingest path."""
+    import os
+
+    from nakhon.demo.run import run_demo
+
+    if data_dir is None and not os.environ.get("NAKHON_DATA_DIR"):
+        # Not ./nakhon-data: a demo must never write its made-up city into real data.
+        data_dir = Path("./nakhon-demo")
+    try:
+        run_demo(
+            load_settings(host=host, port=port, data_dir=data_dir),
+            devices=devices, seed=seed, days=days, province=province, speed=speed,
+            history_step=history_step * 60, echo=typer.echo,
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+
+
 @app.command("settings")
 def show_settings(
     markdown: Annotated[
