@@ -31,6 +31,17 @@ ENGINES = ["sqlite", "postgres"]
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database (PostGIS is added on first open) for this session."""
+    yield from _fresh_pg_database()
+
+
+@pytest.fixture(scope="session")
+def pg_database_2() -> Iterator[str]:
+    """A second database, for an app that must not share the first one's background workers
+    (two apps on one database would both deliver every notification)."""
+    yield from _fresh_pg_database()
+
+
+def _fresh_pg_database() -> Iterator[str]:
     if not asyncio.run(server_available(PG_ADMIN_DSN)):
         if REQUIRE_ALL:
             pytest.fail("PostgreSQL is required (NAKHON_REQUIRE_ALL=1) but not reachable")
@@ -94,16 +105,27 @@ async def api(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asyn
 
 
 @pytest.fixture(scope="session")
+def secured_url(
+    engine_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> str:
+    """The secured app's database: its own SQLite file, or a second PostgreSQL database."""
+    if engine_url.startswith("sqlite"):
+        return f"sqlite:///{tmp_path_factory.mktemp('secure-sqlite') / 'nakhon.db'}"
+    url: str = request.getfixturevalue("pg_database_2")
+    return url
+
+
+@pytest.fixture(scope="session")
 async def secured_api(
-    engine_url: str, tmp_path_factory: pytest.TempPathFactory
+    engine_url: str, secured_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Api]:
     """The app on one engine with authentication ON and the bootstrap admin token.
 
-    It shares the engine's database with ``api``; the open app never creates credentials, so
-    the first start here is the one that bootstraps the admin."""
+    It has a database of its own: two apps on one database would both run background
+    workers (notification delivery) for the same rows."""
     engine = engine_url.split(":", 1)[0].replace("postgresql", "postgres")
     data_dir = tmp_path_factory.mktemp(f"secure-{engine}")
-    async for client in _app_client(engine_url, data_dir, "on"):
+    async for client in _app_client(secured_url, data_dir, "on"):
         token_file = data_dir / "admin-token"
         token = token_file.read_text().strip() if token_file.exists() else None
         yield Api(client, engine, token)
