@@ -118,31 +118,47 @@ async def backfill(
     access.require_write(SYSTEM, tenant)
     report = BackfillReport()
     began = time.perf_counter()
-    for first in range(0, len(devices), DEVICES_PER_WRITE):
-        chunk = devices[first : first + DEVICES_PER_WRITE]
-        targets = [await registry.resolve(d.kind.apikey, d.device_id) for d in chunk]
-        cuts = [
-            await _start_after(storage, tenant, d, t, start, step)
-            for d, t in zip(chunk, targets, strict=True)
-        ]
-        # Building ~100k instances is pure Python work: off the event loop, so the API
-        # keeps answering while the city fills in.
-        jobs = list(zip(chunk, targets, cuts, strict=True))
-        batches = await asyncio.to_thread(_build, jobs, seed, end, step)
-        ops = [
-            WriteOp(tenant, t.entity_id, after_latest(t.entity_id, t.types, b))
-            for t, b in zip(targets, batches, strict=True)
-            if b
-        ]
-        if not ops:
-            continue
-        for result in await storage.write(ops):
-            if isinstance(result, Exception):
-                raise result
-            report.instances += len(result.changed)
-            report.devices += 0 if result.unchanged else 1
+    pending: asyncio.Task[list[Outcome | Exception]] | None = None
+    try:
+        for first in range(0, len(devices), DEVICES_PER_WRITE):
+            chunk = devices[first : first + DEVICES_PER_WRITE]
+            targets = [await registry.resolve(d.kind.apikey, d.device_id) for d in chunk]
+            cuts = [
+                await _start_after(storage, tenant, d, t, start, step)
+                for d, t in zip(chunk, targets, strict=True)
+            ]
+            # Building ~100k instances is pure Python work: off the event loop, so the API
+            # keeps answering while the city fills in.
+            jobs = list(zip(chunk, targets, cuts, strict=True))
+            batches = await asyncio.to_thread(_build, jobs, seed, end, step)
+            ops = [
+                WriteOp(tenant, t.entity_id, after_latest(t.entity_id, t.types, b))
+                for t, b in zip(targets, batches, strict=True)
+                if b
+            ]
+            if pending is not None:
+                _count(await pending, report)
+                pending = None
+            if ops:
+                # Pipelined: the next chunk is built while this one commits (SQLite releases
+                # the GIL while it writes pages).
+                pending = asyncio.create_task(storage.write(ops))
+        if pending is not None:
+            _count(await pending, report)
+    finally:
+        if pending is not None and not pending.done():
+            # Cancelled mid-way: the write still commits; just never leave its error unread.
+            pending.add_done_callback(lambda t: t.cancelled() or t.exception())
     report.seconds = time.perf_counter() - began
     return report
+
+
+def _count(results: list[Outcome | Exception], report: BackfillReport) -> None:
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+        report.instances += len(result.changed)
+        report.devices += 0 if result.unchanged else 1
 
 
 def _build(

@@ -139,6 +139,9 @@ class DemoCity:
         platform keeps serving whatever the demo does."""
         try:
             await self.prepare()
+            # Everyone reports once right away: the backfill's last reading may be up to a
+            # history step old, and the sensor-offline rule would flag the whole city.
+            await self.live.tick_all()
             self.status.phase = "live"
             self.status.ready.set()
             log.info(
