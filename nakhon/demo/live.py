@@ -91,8 +91,11 @@ class LiveCity:
             if items:
                 # Wait for the commit: if storage is slow the city slows down instead of
                 # queueing without bound.
-                await self.iot.batcher.submit(items, TRANSPORT)
-                self.stats.measurements += len(items)
+                try:
+                    await self.iot.batcher.submit(items, TRANSPORT)
+                    self.stats.measurements += len(items)
+                except Exception:  # a bad moment must not end the city; the next tick retries
+                    log.exception("demo tick failed")
             self.stats.last_tick = now
             await asyncio.sleep(min(1.0, max(0.02, due[0][0] - self.clock())))
 
@@ -122,4 +125,8 @@ class LiveCity:
         except Rejected as rej:  # already counted and dead-lettered by the ingestor
             self.stats.rejected += 1
             log.warning("demo message rejected", device=dev.device_id, reason=rej.reason)
+            return []
+        except Exception:  # e.g. storage unreachable on a registry miss: skip this reading
+            self.stats.rejected += 1
+            log.exception("demo message failed", device=dev.device_id)
             return []
