@@ -150,3 +150,19 @@ if not SHARED.exists():
 @pytest.fixture(scope="session")
 def shared_dir() -> Iterator[Path]:
     yield SHARED
+
+
+_SERVICE_SKIP = ("postgres", "mosquitto", "mqtt", "chromium", "browser", "not reachable",
+                 "not running")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """With NAKHON_REQUIRE_ALL=1 (CI), a test skipped for a missing service fails instead."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if REQUIRE_ALL and report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2]).lower()
+        if any(word in reason for word in _SERVICE_SKIP):
+            report.outcome = "failed"
+            report.longrepr = f"required service missing (NAKHON_REQUIRE_ALL=1): {reason}"
