@@ -31,6 +31,7 @@ from nakhon.core.errors import (
 )
 from nakhon.core.logs import get_logger
 from nakhon.domains import api as domains_api
+from nakhon.domains.alert_feed import AlertFeed
 from nakhon.domains.monitor import AlertMonitor
 from nakhon.iot import api as iot_api
 from nakhon.iot.runtime import IotRuntime
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     api = ApiState(settings, broker, access, resolver)
     subscriptions = SubscriptionService(storage, access, resolver, max_limit=settings.max_limit)
     alert_monitor = AlertMonitor(broker)  # absence-of-data alert sweeps
+    alert_feed = AlertFeed(broker)  # threshold/rate rules on every committed change
     iot = IotRuntime(settings, storage, access, broker)
     kpi_monitor = KpiMonitor(
         broker,
@@ -134,6 +136,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
         await bootstrap_admin(access, Path(settings.data_dir))
         await subscriptions.open()  # outbox hook + dispatcher, before anything else writes
+        alert_feed.start()  # before ingest starts writing
         await iot.start()  # MQTT only when NAKHON_MQTT_URL is set
         alert_monitor.start()
         kpi_monitor.start()  # periodic, incremental KPI recomputation
@@ -143,6 +146,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await kpi_monitor.stop()
             await alert_monitor.stop()
             await iot.stop()
+            await alert_feed.stop()
             await subscriptions.close()
             await resolver.aclose()
             await storage.close()
@@ -172,6 +176,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Exception: _unexpected,
         },
     )
+    app.state.alert_feed = alert_feed
     app.state.api = api
     app.state.storage = storage
     app.state.settings = settings

@@ -315,7 +315,8 @@ async def _apply(
     return decided
 
 
-def _is_alert(entity: Entity) -> bool:
+def is_alert(entity: Entity) -> bool:
+    """Alert entities are never evaluated themselves, so alerts cannot raise alerts."""
     return any(local_name(t) == "Alert" for t in entity.types)
 
 
@@ -338,7 +339,7 @@ async def evaluate_alerts(
     watched = {r.attr for r in rules if r.attr and (r.window or r.kind == "rate")}
     pairs: list[tuple[Rule, Entity]] = []
     for entity in changed_entities:
-        if entity is None or _is_alert(entity):
+        if entity is None or is_alert(entity):
             continue
         iris = [i for i in entity.attrs if i in watched or local_name(i) in watched]
         if iris:

@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nakhon.broker.model import Entity
-from nakhon.storage.rows import query_values
 from nakhon.broker.query import (
     Dialect,
     compile_q,
@@ -25,6 +24,7 @@ from nakhon.broker.query import (
     parse_type_selection,
     sqlite_regexp,
 )
+from nakhon.storage.rows import query_values
 
 X = "https://example.org/"
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from nakhon.broker.service import Broker
 from nakhon.core.auth import SYSTEM
@@ -21,6 +24,17 @@ ENTITIES = "/ngsi-ld/v1/entities"
 def broker_of(api: Api) -> Broker:
     broker: Broker = api.client.app.state.api.broker  # type: ignore[attr-defined]
     return broker
+
+
+@pytest.fixture
+async def manual_alerts(api: Api) -> AsyncIterator[None]:
+    """Tests that drive evaluate_alerts with their own clock pause the automatic feed."""
+    feed = api.client.app.state.alert_feed  # type: ignore[attr-defined]
+    await feed.stop()
+    try:
+        yield
+    finally:
+        feed.start()
 
 
 def iso(moment: datetime) -> str:
@@ -155,6 +169,7 @@ async def alerts(api: Api, tenant: str) -> list[dict[str, Any]]:
     return result
 
 
+@pytest.mark.usefixtures("manual_alerts")
 async def test_pm25_alert_raised_and_cleared(
     api: Api, tenant: str, headers: dict[str, str]
 ) -> None:
@@ -195,6 +210,7 @@ async def test_pm25_alert_raised_and_cleared(
     assert "validTo" in found[0]
 
 
+@pytest.mark.usefixtures("manual_alerts")
 async def test_offline_sensor_alert(api: Api, tenant: str, headers: dict[str, str]) -> None:
     broker = broker_of(api)
     eid = "urn:ngsi-ld:AirQualityObserved:cco-02"
@@ -216,6 +232,7 @@ async def test_offline_sensor_alert(api: Api, tenant: str, headers: dict[str, st
     assert (await alerts(api, tenant))[0]["status"]["value"] == "cleared"
 
 
+@pytest.mark.usefixtures("manual_alerts")
 async def test_flood_alert_from_the_stations_own_levels(
     api: Api, tenant: str, headers: dict[str, str]
 ) -> None:
@@ -237,3 +254,28 @@ async def test_flood_alert_from_the_stations_own_levels(
     # Alerts are not evaluated against alerts (no feedback loop).
     own = await broker.retrieve_entity(SYSTEM, tenant, alert_id("flood-alert-level", eid))
     assert await evaluate_alerts(broker, tenant, [own]) == []
+
+
+async def test_alerts_follow_committed_writes(
+    api: Api, tenant: str, headers: dict[str, str]
+) -> None:
+    """No manual call: the write hook feeds every committed change to the rules."""
+    feed = api.client.app.state.alert_feed  # type: ignore[attr-defined]
+    eid = "urn:ngsi-ld:FloodMonitoring:khlong-tha-lat"
+    body = {
+        "id": eid,
+        "type": "FloodMonitoring",
+        "currentLevel": {"type": "Property", "value": 12.0},
+        "alertLevel": {"type": "Property", "value": 11.0},
+        "dangerLevel": {"type": "Property", "value": 26.0},
+    }
+    assert (await api.post(ENTITIES, json=body, headers=headers)).status_code == 201
+    await feed.drain()
+    found = await alerts(api, tenant)
+    assert [a["id"] for a in found] == [alert_id("flood-alert-level", eid)]
+    assert found[0]["status"]["value"] == "active"
+    level = {"currentLevel": {"type": "Property", "value": 3.0}}
+    r = await api.patch(f"{ENTITIES}/{eid}/attrs", json=level, headers=headers)
+    assert r.status_code == 204
+    await feed.drain()
+    assert (await alerts(api, tenant))[0]["status"]["value"] == "cleared"
