@@ -1,8 +1,10 @@
 """History reads of the KPI engine, through the storage engines' history methods only.
 
 Kept apart on purpose (the temporal service owns the history contract): everything here goes
-through :class:`~nakhon.storage.history_base.HistoryStore` (``history_aggregate`` computed in
-SQL, ``history_instances``) and the broker's entity queries — never through tables. Windows
+through :class:`~nakhon.storage.history_base.IndicatorHistoryStore` (``history_aggregate``,
+and the per-day reductions ``history_value_histogram``, ``history_state_durations`` and
+``history_value_drops``, all computed in SQL; ``history_instances`` only to find the oldest
+instance) and the broker's entity queries — never through tables. Windows
 are whole Bangkok days, read in chunks of :data:`CHUNK_DAYS` so a full recompute over a year
 never holds a year of rows in memory.
 """
@@ -25,8 +27,12 @@ from nakhon.storage.base import EntityQuery
 from nakhon.storage.history_base import (
     AggregateQuery,
     Buckets,
+    DropQuery,
+    HistogramQuery,
     HistoryStore,
+    IndicatorHistoryStore,
     InstanceQuery,
+    StateQuery,
     TimeWindow,
 )
 
@@ -141,6 +147,101 @@ async def aggregates(
 
 def _num(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def indicator_store(broker: Broker) -> IndicatorHistoryStore:
+    """The broker's storage with the indicator reductions (both engines implement them)."""
+    store: IndicatorHistoryStore = broker.storage  # type: ignore[assignment]
+    return store
+
+
+def _span(start: date, end: date) -> tuple[TimeWindow, Buckets]:
+    """Whole Bangkok days ``[start, end]`` as a window, cut into one-day buckets."""
+    origin = day_start_utc(start)
+    window = TimeWindow("observedAt", origin, day_start_utc(end + timedelta(days=1)))
+    return window, Buckets(origin, seconds=86400)
+
+
+@dataclass(slots=True)
+class DayHistogram:
+    n: int
+    sum: float
+    hist: dict[int, int]
+
+
+async def day_histograms(
+    broker: Broker,
+    tenant: str,
+    pairs: Sequence[Pair],
+    first: date,
+    last: date,
+    *,
+    width: float,
+    min_value: float,
+) -> dict[date, DayHistogram]:
+    """Per day: count, sum and ``floor(value / width)`` histogram of all pairs' numbers."""
+    out: dict[date, DayHistogram] = {}
+    if not pairs:
+        return out
+    store = indicator_store(broker)
+    for start, end in chunks(first, last):
+        window, buckets = _span(start, end)
+        rows = await store.history_value_histogram(
+            HistogramQuery(tenant, pairs, window, buckets, width, min_value)
+        )
+        for r in rows:
+            day = start + timedelta(days=r.bucket)
+            doc = out.setdefault(day, DayHistogram(0, 0.0, {}))
+            doc.n += r.count
+            doc.sum += r.sum
+            doc.hist[r.bin] = doc.hist.get(r.bin, 0) + r.count
+    return out
+
+
+async def day_state_seconds(
+    broker: Broker, tenant: str, pairs: Sequence[Pair], first: date, last: date, now: datetime
+) -> dict[tuple[str, date], dict[str, float]]:
+    """Seconds per (entity, day) and string value: each report holds until the next report
+    of the day, the last until the day's end or ``now``."""
+    out: dict[tuple[str, date], dict[str, float]] = {}
+    if not pairs:
+        return out
+    store = indicator_store(broker)
+    for start, end in chunks(first, last):
+        window, buckets = _span(start, end)
+        rows = await store.history_state_durations(
+            StateQuery(tenant, pairs, window, buckets, now)
+        )
+        for r in rows:
+            slot = out.setdefault((r.entity_id, start + timedelta(days=r.bucket)), {})
+            slot[r.value] = slot.get(r.value, 0.0) + r.seconds
+    return out
+
+
+@dataclass(slots=True)
+class DayDrops:
+    entity_id: str
+    day: date
+    count: int
+    sum: float
+    drops: int
+
+
+async def day_drops(
+    broker: Broker, tenant: str, pairs: Sequence[Pair], first: date, last: date, drop: float
+) -> AsyncIterator[list[DayDrops]]:
+    """Per (entity, day) with numbers: count, sum, and drops of at least ``drop`` between
+    consecutive numbers of the day — one chunk of days at a time."""
+    if not pairs:
+        return
+    store = indicator_store(broker)
+    for start, end in chunks(first, last):
+        window, buckets = _span(start, end)
+        rows = await store.history_value_drops(DropQuery(tenant, pairs, window, buckets, drop))
+        yield [
+            DayDrops(r.entity_id, start + timedelta(days=r.bucket), r.count, r.sum, r.drops)
+            for r in rows
+        ]
 
 
 async def instances_by_day(

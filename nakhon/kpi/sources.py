@@ -36,15 +36,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from itertools import pairwise
+from datetime import date, datetime
 from typing import Any
 
 from nakhon.broker.service import Broker
 from nakhon.domains.aqi import station_aqi
 from nakhon.domains.averaging import parse_time
 from nakhon.kpi import history as h
-from nakhon.kpi.periods import bangkok_date, day_start_utc
+from nakhon.kpi.periods import bangkok_date
 
 PM25_STANDARD = 37.5
 """µg/m³, the Thai 24-hour PM2.5 standard since 2023-06-01."""
@@ -125,23 +124,16 @@ async def build_traffic(
     broker: Broker, tenant: str, first: date, last: date, now: datetime
 ) -> DayDocs:
     pairs = await _pairs(broker, tenant, "TrafficFlowObserved", "averageVehicleSpeed")
+    # The histogram is counted in SQL (numbers only: a boolean or string speed is no reading).
+    days = await h.day_histograms(
+        broker, tenant, pairs, first, last, width=SPEED_BIN, min_value=0.0
+    )
     out: DayDocs = {}
-    async for day, series in h.instances_by_day(broker, tenant, pairs, first, last):
-        n, total = 0, 0.0
-        hist: dict[str, int] = defaultdict(int)
-        for points in series.values():
-            for _, v in points:
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0:
-                    n += 1
-                    total += v
-                    hist[str(int(v // SPEED_BIN))] += 1
-        if n:
-            out[day] = {"n": n, "sum": total, "hist": dict(hist)}
+    for day, d in days.items():
+        if d.n:
+            hist = {str(k): c for k, c in sorted(d.hist.items())}
+            out[day] = {"n": d.n, "sum": d.sum, "hist": hist}
     return out
-
-
-def _day_end(day: date, now: datetime) -> datetime:
-    return min(day_start_utc(day + timedelta(days=1)), now)
 
 
 async def build_parking_spots(
@@ -149,21 +141,15 @@ async def build_parking_spots(
 ) -> DayDocs:
     pairs = await _pairs(broker, tenant, "ParkingSpot", "status")
     out: DayDocs = {}
-    async for day, series in h.instances_by_day(broker, tenant, pairs, first, last):
-        end = _day_end(day, now)
-        occ, spots = 0.0, 0
-        for points in series.values():
-            seconds = {"occupied": 0.0, "free": 0.0}
-            for i, (t, v) in enumerate(points):
-                until = points[i + 1][0] if i + 1 < len(points) else end
-                if v in seconds and until > t:
-                    seconds[v] += (until - t).total_seconds()
-            observed = seconds["occupied"] + seconds["free"]
-            if observed > 0:
-                occ += seconds["occupied"] / observed
-                spots += 1
-        if spots:
-            out[day] = {"occupied": occ, "capacity": spots}
+    # Holding times per status are summed in SQL (LEAD over each spot's reports of the day).
+    spans = await h.day_state_seconds(broker, tenant, pairs, first, last, now)
+    for (_, day), seconds in sorted(spans.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        occupied, free = seconds.get("occupied", 0.0), seconds.get("free", 0.0)
+        observed = occupied + free
+        if observed > 0:
+            doc = out.setdefault(day, {"occupied": 0.0, "capacity": 0})
+            doc["occupied"] += occupied / observed
+            doc["capacity"] += 1
     return out
 
 
@@ -172,22 +158,14 @@ async def build_waste(
 ) -> DayDocs:
     pairs = await _pairs(broker, tenant, "WasteContainer", "fillingLevel")
     out: DayDocs = {}
-    async for day, series in h.instances_by_day(broker, tenant, pairs, first, last):
-        n, total, drops, containers = 0, 0.0, 0, 0
-        for points in series.values():
-            values = [
-                float(v)
-                for _, v in points
-                if isinstance(v, (int, float)) and not isinstance(v, bool)
-            ]
-            if not values:
-                continue
-            containers += 1
-            n += len(values)
-            total += sum(values)
-            drops += sum(1 for a, b in pairwise(values) if a - b >= EMPTYING_DROP)
-        if containers:
-            out[day] = {"n": n, "sum": total, "collections": drops, "containers": containers}
+    # Count, sum and drops (LAG over each container's numbers of the day) come from SQL.
+    async for chunk in h.day_drops(broker, tenant, pairs, first, last, EMPTYING_DROP):
+        for r in chunk:
+            doc = out.setdefault(r.day, {"n": 0, "sum": 0.0, "collections": 0, "containers": 0})
+            doc["n"] += r.count
+            doc["sum"] += r.sum
+            doc["collections"] += r.drops
+            doc["containers"] += 1
     return out
 
 

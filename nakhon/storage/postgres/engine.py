@@ -28,8 +28,14 @@ from nakhon.storage.base import (
 from nakhon.storage.history_base import (
     AggregateQuery,
     AggregateRow,
+    DropQuery,
+    DropRow,
+    HistogramQuery,
+    HistogramRow,
     InstanceQuery,
     Selector,
+    StateQuery,
+    StateRow,
     StoredInstance,
 )
 from nakhon.storage.hooks import WriteHook
@@ -239,6 +245,15 @@ class PostgresStorage:
 
     async def history_entities(self, tenant: str, entity_ids: Sequence[str]) -> set[str]:
         return await history.entities_with_history(self.pool, tenant, entity_ids)
+
+    async def history_value_histogram(self, query: HistogramQuery) -> list[HistogramRow]:
+        return await history.value_histogram(self.pool, query)
+
+    async def history_state_durations(self, query: StateQuery) -> list[StateRow]:
+        return await history.state_durations(self.pool, query)
+
+    async def history_value_drops(self, query: DropQuery) -> list[DropRow]:
+        return await history.value_drops(self.pool, query)
 
     async def history_get(
         self, tenant: str, entity_id: str, attr: str, hid: int

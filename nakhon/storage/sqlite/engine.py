@@ -25,8 +25,14 @@ from nakhon.storage.base import (
 from nakhon.storage.history_base import (
     AggregateQuery,
     AggregateRow,
+    DropQuery,
+    DropRow,
+    HistogramQuery,
+    HistogramRow,
     InstanceQuery,
     Selector,
+    StateQuery,
+    StateRow,
     StoredInstance,
 )
 from nakhon.storage.hooks import WriteHook
@@ -202,6 +208,15 @@ class SqliteStorage:
 
     async def history_entities(self, tenant: str, entity_ids: Sequence[str]) -> set[str]:
         return await self._read(lambda c: history.entities_with_history(c, tenant, entity_ids))
+
+    async def history_value_histogram(self, query: HistogramQuery) -> list[HistogramRow]:
+        return await self._read(lambda conn: history.value_histogram(conn, query))
+
+    async def history_state_durations(self, query: StateQuery) -> list[StateRow]:
+        return await self._read(lambda conn: history.state_durations(conn, query))
+
+    async def history_value_drops(self, query: DropQuery) -> list[DropRow]:
+        return await self._read(lambda conn: history.value_drops(conn, query))
 
     async def history_get(
         self, tenant: str, entity_id: str, attr: str, hid: int

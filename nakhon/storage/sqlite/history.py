@@ -20,8 +20,15 @@ from nakhon.broker.model import Instance
 from nakhon.storage.history_base import (
     AggregateQuery,
     AggregateRow,
+    Buckets,
+    DropQuery,
+    DropRow,
+    HistogramQuery,
+    HistogramRow,
     InstanceQuery,
     Selector,
+    StateQuery,
+    StateRow,
     StoredInstance,
     TimeWindow,
 )
@@ -229,6 +236,103 @@ def get_instance(
     if row is None:
         return None
     return StoredInstance(hid, entity_id, attr, from_ms(row[0]), orjson.loads(row[1]))
+
+
+# --- reductions for indicators (history_base: HistogramQuery, StateQuery, DropQuery) ---------
+#
+# One statement per pair, as the instance reads: an index seek on (tenant, entity, attr) then
+# a range scan of the window, grouped per bucket inside SQLite. Parameters are numbered:
+# ?1 origin and ?2 bucket length (ms), ?3..?5 tenant, entity, attribute, then the rest.
+
+
+def _reduction_params(
+    tenant: str, entity_id: str, attr: str, buckets: Buckets
+) -> tuple[str, list[Any]]:
+    if buckets.seconds <= 0:
+        raise ValueError("indicator reductions need fixed-length buckets (seconds > 0)")
+    params: list[Any] = [to_ms(buckets.origin), buckets.seconds * 1000, tenant, entity_id, attr]
+    # Floor division that stays right for times before the origin.
+    return "((ts_ms - ?1) - ((((ts_ms - ?1) % ?2) + ?2) % ?2)) / ?2", params
+
+
+def _floor(expr: str) -> str:
+    """floor() without SQLite's optional math functions (CAST truncates toward zero)."""
+    return (
+        f"(CASE WHEN {expr} < CAST({expr} AS INTEGER) THEN CAST({expr} AS INTEGER) - 1"
+        f" ELSE CAST({expr} AS INTEGER) END)"
+    )
+
+
+def value_histogram(conn: sqlite3.Connection, query: HistogramQuery) -> list[HistogramRow]:
+    """Counts per (bucket, floor(num / width)) over the covering index, merged over pairs."""
+    acc: dict[tuple[int, int], list[Any]] = {}
+    for entity_id, attr in query.pairs:
+        bucket, params = _reduction_params(query.tenant, entity_id, attr, query.buckets)
+        params.append(query.width)
+        where = _window(query.window, params)
+        if query.min_value is not None:
+            where += " AND num >= ?"
+            params.append(query.min_value)
+        where = _renumber(where, 7)
+        rows = conn.execute(
+            f"SELECT b, {_floor('num / ?6')} AS bin, count(*), sum(num)"
+            f" FROM (SELECT {bucket} AS b, num FROM attr_history"
+            f"  WHERE tenant = ?3 AND entity_id = ?4 AND attr = ?5{where} AND num IS NOT NULL)"
+            " GROUP BY b, bin",
+            params,
+        )
+        for b, k, n, total in rows:
+            slot = acc.get((b, k))
+            if slot is None:
+                acc[(b, k)] = [n, total]
+            else:
+                slot[0] += n
+                slot[1] += total
+    return [HistogramRow(b, k, n, float(s)) for (b, k), (n, s) in sorted(acc.items())]
+
+
+def state_durations(conn: sqlite3.Connection, query: StateQuery) -> list[StateRow]:
+    """LEAD over (time, hid) per bucket gives each instance its holding time; the value is
+    read from the instance (strings are not in the index)."""
+    out: list[StateRow] = []
+    for entity_id, attr in query.pairs:
+        bucket, params = _reduction_params(query.tenant, entity_id, attr, query.buckets)
+        params.append(to_ms(query.until))
+        where = _renumber(_window(query.window, params), 7)
+        rows = conn.execute(
+            "SELECT b, v, sum(u - t) FROM ("
+            " SELECT b, t, json_type(instance, '$.value') AS jt,"
+            "  json_extract(instance, '$.value') AS v,"
+            "  coalesce(lead(t) OVER (PARTITION BY b ORDER BY t, hid),"
+            "   min(?1 + (b + 1) * ?2, ?6)) AS u"
+            f" FROM (SELECT {bucket} AS b, ts_ms AS t, hid, instance FROM attr_history"
+            f"  WHERE tenant = ?3 AND entity_id = ?4 AND attr = ?5{where}))"
+            " WHERE jt = 'text' AND u > t GROUP BY b, v ORDER BY b, v",
+            params,
+        )
+        for b, v, ms in rows:
+            out.append(StateRow(entity_id, attr, int(b), v, ms / 1000.0))
+    return out
+
+
+def value_drops(conn: sqlite3.Connection, query: DropQuery) -> list[DropRow]:
+    """LAG over the numeric values per bucket, index-only (hid is the rowid)."""
+    out: list[DropRow] = []
+    for entity_id, attr in query.pairs:
+        bucket, params = _reduction_params(query.tenant, entity_id, attr, query.buckets)
+        params.append(query.drop)
+        where = _renumber(_window(query.window, params), 7)
+        rows = conn.execute(
+            "SELECT b, count(*), sum(num), sum(p - num >= ?6) FROM ("
+            " SELECT b, num, lag(num) OVER (PARTITION BY b ORDER BY t, hid) AS p"
+            f" FROM (SELECT {bucket} AS b, ts_ms AS t, hid, num FROM attr_history"
+            f"  WHERE tenant = ?3 AND entity_id = ?4 AND attr = ?5{where} AND num IS NOT NULL))"
+            " GROUP BY b ORDER BY b",
+            params,
+        )
+        for b, n, total, drops in rows:
+            out.append(DropRow(entity_id, attr, int(b), n, float(total), int(drops or 0)))
+    return out
 
 
 # --- writes (own short connection) -----------------------------------------------------------
