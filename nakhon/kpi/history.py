@@ -27,6 +27,7 @@ from nakhon.storage.base import EntityQuery
 from nakhon.storage.history_base import (
     AggregateQuery,
     Buckets,
+    ChangeTrackingHistoryStore,
     DropQuery,
     HistogramQuery,
     HistoryStore,
@@ -34,6 +35,7 @@ from nakhon.storage.history_base import (
     InstanceQuery,
     StateQuery,
     TimeWindow,
+    WrittenQuery,
 )
 
 CHUNK_DAYS = 7
@@ -147,6 +149,25 @@ async def aggregates(
 
 def _num(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def change_store(broker: Broker) -> ChangeTrackingHistoryStore:
+    """The broker's storage with the history mark (both engines implement it)."""
+    store: ChangeTrackingHistoryStore = broker.storage  # type: ignore[assignment]
+    return store
+
+
+async def days_written_after(
+    broker: Broker, tenant: str, pairs: Sequence[Pair], first: date, last: date, mark: int
+) -> set[date]:
+    """The days in ``[first, last]`` holding an instance of the pairs written after ``mark``."""
+    if not pairs or first > last:
+        return set()
+    window, buckets = _span(first, last)
+    found = await change_store(broker).history_written_after(
+        WrittenQuery(tenant, pairs, window, buckets, mark)
+    )
+    return {first + timedelta(days=b) for b in found}
 
 
 def indicator_store(broker: Broker) -> IndicatorHistoryStore:

@@ -5,8 +5,9 @@
 
 1. **Which days.** The first run of a tenant (or ``full=True``) starts at the oldest history
    of any source; later runs at the Bangkok day of the previous run's ``now`` (the high-water
-   mark) minus ``late_days``, so data arriving up to that late is still counted. Older history
-   is never read again.
+   mark), or earlier when one of the ``late_days`` days before it holds history written after
+   the previous run began (its ``history_mark``): then from the oldest such day, so data
+   arriving up to that late is still counted. Older history is never read again.
 2. **Rollups.** Each source rebuilds the day rollups of those days from history
    (:mod:`nakhon.kpi.sources`) and replaces them in kv (:mod:`nakhon.kpi.store`).
 3. **KPIs.** Every day, month and fiscal-year period holding one of those days is computed
@@ -30,6 +31,7 @@ from nakhon.core.auth import SYSTEM, Principal
 from nakhon.core.errors import BadRequestData, ResourceNotFound
 from nakhon.core.logs import get_logger
 from nakhon.domains.catalogue import builtin_domains, check_lang
+from nakhon.kpi import history as h
 from nakhon.kpi import store as kv
 from nakhon.kpi.definitions import KPI_BY_ID, KPIS, KpiDefinition
 from nakhon.kpi.entities import entity_id, kpi_entity, standing, trend
@@ -43,7 +45,7 @@ from nakhon.kpi.periods import (
     parse_period_id,
     periods_touching,
 )
-from nakhon.kpi.sources import SOURCES, earliest_day
+from nakhon.kpi.sources import SOURCES, days_with_late_data, earliest_day
 
 log = get_logger("nakhon.kpi")
 DEFAULT_LATE_DAYS = 1
@@ -89,12 +91,28 @@ async def recompute_kpis(
     today = bangkok_date(now)
     state = await kv.load_state(storage, tenant)
     t0 = time.perf_counter()
+    # Taken before any history is read: whatever is written from here on is newer than it, so
+    # the next run can tell late data from data this run has already counted.
+    mark = await h.change_store(broker).history_mark()
     if full or "hwm" not in state:
         found = [d for s in SOURCES if (d := await earliest_day(broker, tenant, s)) is not None]
         first: date | None = min(found) if found else today
     else:
-        hwm = datetime.fromisoformat(state["hwm"])
-        first = min(bangkok_date(hwm) - timedelta(days=late_days), today)
+        hwm_day = bangkok_date(datetime.fromisoformat(state["hwm"]))
+        first = min(hwm_day, today)
+        late_first = min(hwm_day - timedelta(days=late_days), today)
+        if "mark" not in state:  # state of an older version: re-read the whole margin
+            first = late_first
+        elif late_first < first:
+            # Re-reading the late margin doubled a run's work for data that is nearly always
+            # complete; an index-only look for rows written after the last run's mark finds
+            # the days that did get late data, and only from the oldest of those on is rebuilt.
+            late: set[date] = set()
+            for source in SOURCES:
+                late |= await days_with_late_data(
+                    broker, tenant, source, late_first, first - timedelta(days=1), state["mark"]
+                )
+            first = min(late | {first})
     assert first is not None
     result = RecomputeResult(tenant, first, today)
 
@@ -161,6 +179,7 @@ async def recompute_kpis(
     result.periods_written = len(writes)
     result.seconds["kpis"] = time.perf_counter() - t
     state["hwm"] = now.isoformat()
+    state["mark"] = mark
     await kv.save_state(storage, tenant, state)
     result.seconds["total"] = time.perf_counter() - t0
     return result

@@ -305,3 +305,17 @@ async def earliest_day(broker: Broker, tenant: str, source: Source) -> date | No
         if (d := await h.first_day(broker, tenant, h.pairs_for(entities, a))) is not None
     ]
     return min(found) if found else None
+
+
+async def days_with_late_data(
+    broker: Broker, tenant: str, source: Source, first: date, last: date, mark: int
+) -> set[date]:
+    """Days in ``[first, last]`` with history of the source written after ``mark``."""
+    if not source.history:
+        return set()
+    entities = await h.entities_of(broker, tenant, source.type_name)
+    found: set[date] = set()
+    for attr in source.attrs:
+        pairs = h.pairs_for(entities, attr)
+        found |= await h.days_written_after(broker, tenant, pairs, first, last, mark)
+    return found

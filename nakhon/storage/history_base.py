@@ -250,3 +250,26 @@ class IndicatorHistoryStore(HistoryStore, Protocol):
 
     async def history_value_drops(self, query: DropQuery) -> list[DropRow]:
         """Count, sum and drops per (pair, bucket) with at least one numeric value."""
+
+
+@dataclass(slots=True)
+class WrittenQuery:
+    """Which time buckets hold an instance of the pairs written after ``mark`` (a value of
+    ``history_mark``)."""
+
+    tenant: str
+    pairs: Sequence[tuple[str, str]]
+    window: TimeWindow
+    buckets: Buckets
+    mark: int
+
+
+class ChangeTrackingHistoryStore(IndicatorHistoryStore, Protocol):
+    """Indicator reads plus a cheap "what was written since" for late data."""
+
+    async def history_mark(self) -> int:
+        """A watermark of history writes: every instance committed after this call returns has
+        a greater hid than the mark (hids are allocated in increasing order)."""
+
+    async def history_written_after(self, query: WrittenQuery) -> set[int]:
+        """Indexes of the buckets holding an instance of the pairs with hid > ``mark``."""

@@ -82,17 +82,23 @@ async def test_incremental_equals_full(api: Api, tenant: str) -> None:
     await city(api, full_tenant)
     await recompute_kpis(broker, full_tenant, NOW)
 
-    # The same city, arriving a day at a time, recomputed after each day.
+    # The same city, arriving a day at a time, recomputed after each day; 30 September's
+    # data arrives late (after the run of 1 October).
     await write(api, tenant, state_payloads())
     await write(api, tenant, day_payloads(0))
-    await write(api, tenant, day_payloads(1))
     first = await recompute_kpis(broker, tenant, NOW - timedelta(days=1))
+    await write(api, tenant, day_payloads(1))
     await write(api, tenant, day_payloads(2))
     second = await recompute_kpis(broker, tenant, NOW)
-    # The second run read only from the day before the high-water mark, not all history.
+    # The second run read only from the late day before the high-water mark, not all history.
     assert second.first is not None and first.first is not None
     assert second.first > first.first
+    assert second.first.isoformat() == "2024-09-30"
     assert second.days_rebuilt == 3
+    # Nothing written since: the day before the high-water mark is not read again.
+    third = await recompute_kpis(broker, tenant, NOW + timedelta(hours=1))
+    assert third.first is not None and third.first.isoformat() == "2024-10-02"
+    assert third.days_rebuilt == 1
 
     a, b = await values(api, tenant), await values(api, full_tenant)
     # e-services are a snapshot of current state (taken on each run's day), not history:

@@ -37,6 +37,7 @@ from nakhon.storage.history_base import (
     StateQuery,
     StateRow,
     StoredInstance,
+    WrittenQuery,
 )
 from nakhon.storage.hooks import WriteHook
 
@@ -254,6 +255,12 @@ class PostgresStorage:
 
     async def history_value_drops(self, query: DropQuery) -> list[DropRow]:
         return await history.value_drops(self.pool, query)
+
+    async def history_mark(self) -> int:
+        return await history.mark(self.pool)
+
+    async def history_written_after(self, query: WrittenQuery) -> set[int]:
+        return await history.written_after(self.pool, query)
 
     async def history_get(
         self, tenant: str, entity_id: str, attr: str, hid: int

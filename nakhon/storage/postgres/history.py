@@ -30,6 +30,7 @@ from nakhon.storage.history_base import (
     StateRow,
     StoredInstance,
     TimeWindow,
+    WrittenQuery,
 )
 
 from .codec import parse_time
@@ -289,6 +290,31 @@ async def value_drops(pool: asyncpg.Pool, query: DropQuery) -> list[DropRow]:
     return [
         DropRow(r[0], r[1], _index(query.buckets, r[2]), r[3], float(r[4]), r[5]) for r in rows
     ]
+
+
+
+async def mark(pool: asyncpg.Pool) -> int:
+    """The greatest committed hid once no insert is in flight.
+
+    hid comes from a sequence, so a transaction still running could commit a smaller hid
+    after a plain ``max(hid)`` is read. SHARE mode conflicts with the ROW EXCLUSIVE lock every
+    INSERT/COPY holds until it ends (taken before its hid is drawn): waiting for it means every
+    hid drawn so far is committed or rolled back, and later ones are greater. Writers wait
+    only for the index lookup of max(hid)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("LOCK TABLE attr_history IN SHARE MODE")
+        value = await conn.fetchval("SELECT coalesce(max(hid), 0) FROM attr_history")
+    return int(value)
+
+
+async def written_after(pool: asyncpg.Pool, query: WrittenQuery) -> set[int]:
+    if not query.pairs:
+        return set()
+    p = _Params()
+    frm, _ = _pairs_lateral(query.tenant, query.pairs, query.window, query.buckets, p, "h.hid")
+    newer = p.add(query.mark)
+    rows = await pool.fetch(f"SELECT DISTINCT x.b{frm} WHERE x.hid > {newer}", *p.values)
+    return {_index(query.buckets, r[0]) for r in rows}
 
 
 async def entities_with_history(

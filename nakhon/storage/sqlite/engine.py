@@ -34,6 +34,7 @@ from nakhon.storage.history_base import (
     StateQuery,
     StateRow,
     StoredInstance,
+    WrittenQuery,
 )
 from nakhon.storage.hooks import WriteHook
 from nakhon.storage.rows import entity_from_row
@@ -217,6 +218,12 @@ class SqliteStorage:
 
     async def history_value_drops(self, query: DropQuery) -> list[DropRow]:
         return await self._read(lambda conn: history.value_drops(conn, query))
+
+    async def history_mark(self) -> int:
+        return await self._read(history.mark)
+
+    async def history_written_after(self, query: WrittenQuery) -> set[int]:
+        return await self._read(lambda conn: history.written_after(conn, query))
 
     async def history_get(
         self, tenant: str, entity_id: str, attr: str, hid: int

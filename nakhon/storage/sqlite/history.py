@@ -31,6 +31,7 @@ from nakhon.storage.history_base import (
     StateRow,
     StoredInstance,
     TimeWindow,
+    WrittenQuery,
 )
 
 T = TypeVar("T")
@@ -333,6 +334,32 @@ def value_drops(conn: sqlite3.Connection, query: DropQuery) -> list[DropRow]:
         for b, n, total, drops in rows:
             out.append(DropRow(entity_id, attr, int(b), n, float(total), int(drops or 0)))
     return out
+
+
+
+def mark(conn: sqlite3.Connection) -> int:
+    """The greatest hid: hid is the rowid, and SQLite gives a new row max(rowid) + 1 (one
+    writer at a time), so rows committed later have greater hids — unless the newest rows
+    were deleted first, when their hids can be given again."""
+    row = conn.execute("SELECT max(hid) FROM attr_history").fetchone()
+    return int(row[0] or 0)
+
+
+def written_after(conn: sqlite3.Connection, query: WrittenQuery) -> set[int]:
+    """Index-only per pair (the rowid is in every index): the window's entries are scanned,
+    no row is read."""
+    found: set[int] = set()
+    for entity_id, attr in query.pairs:
+        bucket, params = _reduction_params(query.tenant, entity_id, attr, query.buckets)
+        params.append(query.mark)
+        where = _renumber(_window(query.window, params), 7)
+        rows = conn.execute(
+            f"SELECT DISTINCT {bucket} FROM attr_history"
+            f" WHERE tenant = ?3 AND entity_id = ?4 AND attr = ?5{where} AND hid > ?6",
+            params,
+        )
+        found.update(int(r[0]) for r in rows)
+    return found
 
 
 # --- writes (own short connection) -----------------------------------------------------------
