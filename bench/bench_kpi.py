@@ -4,12 +4,16 @@ against the engine's raw insert rate, measured in the same run.
 What is measured (and why not the literal 5,000 devices × 90 days): 5,000 devices with one
 attribute each at 5-minute resolution is 1.44 M history rows a day, 129.6 M for 90 days —
 more than this 2-core machine can load in a benchmark run. The incremental recomputation
-reads only the days since the high-water mark (the new day and ``late_days`` before it) plus
+reads only the days since the high-water mark (and those of the ``late_days`` before it that
+got data after the last run) plus
 at most twelve month-documents of day rollups per source, so its cost depends on the
 *devices × new days*, not on the depth of history: we therefore keep the full 5,000 devices
 and load ``--days`` days (default 3: 4.3 M rows), time a full recompute of those days, then
 write one more day and time the incremental recompute — the issue's "< 5 s after a day's new
-data" measured at full width. Deeper history changes only B-tree depth (log) and the number
+data" measured at full width. That run finds the day before the high-water mark
+untouched (nothing written after the last run's ``history_mark``) and rebuilds only the new
+day and today; a last run after 1 % of the devices resend the new day shows the late-data
+path (that day rebuilt again). Deeper history changes only B-tree depth (log) and the number
 of rollup documents read (bounded by 12 per source), which is stated, not measured.
 
 Device mix (one attribute each): 500 AirQualityObserved pm25, 1,000 TrafficFlowObserved
@@ -214,6 +218,10 @@ async def run(args: argparse.Namespace) -> None:
     new_day = last + timedelta(days=1)
     await backfill(storage, devs, new_day)
     inc = await recompute_kpis(broker, TENANT, now + timedelta(days=1))
+    # Late data: 1 % of the devices resend the new day (now the day before the high-water
+    # mark), so the next run finds it (history_written_after) and rebuilds that day too.
+    await backfill(storage, devs[::100], new_day)
+    late = await recompute_kpis(broker, TENANT, now + timedelta(days=1, minutes=15))
     await storage.close()
     rate = rows / backfill_s
     print(
@@ -232,8 +240,13 @@ async def run(args: argparse.Namespace) -> None:
         f"| incremental recompute after one new day ({inc.days_rebuilt} days rebuilt) | "
         f"{inc.seconds['total']:.2f} s | < 5 s |"
     )
-    parts = ", ".join(f"{k} {v:.2f}" for k, v in inc.seconds.items() if k != "total")
-    print(f"\nincremental, seconds per step: {parts}")
+    print(
+        f"| incremental recompute after late data from 1% of devices ({late.days_rebuilt} days"
+        f" rebuilt) | {late.seconds['total']:.2f} s | |"
+    )
+    for name, res in (("incremental", inc), ("late data", late)):
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in res.seconds.items() if k != "total")
+        print(f"\n{name}, seconds per step: {parts}")
 
 
 def main() -> None:

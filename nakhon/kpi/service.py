@@ -94,6 +94,7 @@ async def recompute_kpis(
     # Taken before any history is read: whatever is written from here on is newer than it, so
     # the next run can tell late data from data this run has already counted.
     mark = await h.change_store(broker).history_mark()
+    late_seconds: float | None = None
     if full or "hwm" not in state:
         found = [d for s in SOURCES if (d := await earliest_day(broker, tenant, s)) is not None]
         first: date | None = min(found) if found else today
@@ -107,14 +108,18 @@ async def recompute_kpis(
             # Re-reading the late margin doubled a run's work for data that is nearly always
             # complete; an index-only look for rows written after the last run's mark finds
             # the days that did get late data, and only from the oldest of those on is rebuilt.
+            t = time.perf_counter()
             late: set[date] = set()
             for source in SOURCES:
                 late |= await days_with_late_data(
                     broker, tenant, source, late_first, first - timedelta(days=1), state["mark"]
                 )
             first = min(late | {first})
+            late_seconds = time.perf_counter() - t
     assert first is not None
     result = RecomputeResult(tenant, first, today)
+    if late_seconds is not None:
+        result.seconds["late"] = late_seconds
 
     rollups = kv.RollupStore(storage, tenant)
     span = list(days(first, today))
