@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +61,44 @@ def geo_values(entity: Entity | None) -> list[tuple[str, Any]]:
             if inst.get("type") == "GeoProperty" and isinstance(inst.get("value"), dict):
                 found.append((iri, inst["value"]))
     return found
+
+
+def geo_unchanged(
+    before: Entity | None,
+    after: Entity | None,
+    values: Callable[[Entity | None], list[tuple[str, Any]]] | None = None,
+) -> bool:
+    """``values(before) == values(after)`` (default :func:`geo_values`), cheaply in the common
+    case.
+
+    Mutations share the instance lists of attributes they do not write (see
+    ``broker.ops_attrs.Draft``), so only attributes whose list is not the same object can
+    differ; when none of those holds a GeoProperty on either side the geometry is unchanged
+    without comparing (or even collecting) any coordinates. Otherwise: the full comparison.
+    """
+    get = values or geo_values
+    if before is None or after is None:
+        return get(before) == get(after)
+    old, new = before.attrs, after.attrs
+    # Plain loops: this runs for every write, a generator per attribute cost more than the rest.
+    for iri, lst in new.items():
+        prior = old.get(iri)
+        if prior is lst:
+            continue
+        for inst in lst:
+            if inst.get("type") == "GeoProperty":
+                return get(before) == get(after)
+        if prior is not None:
+            for inst in prior:
+                if inst.get("type") == "GeoProperty":
+                    return get(before) == get(after)
+    if not old.keys() <= new.keys():  # some attribute removed: was it a geometry?
+        for iri, lst in old.items():
+            if iri not in new:
+                for inst in lst:
+                    if inst.get("type") == "GeoProperty":
+                        return get(before) == get(after)
+    return True
 
 
 def history_rows(

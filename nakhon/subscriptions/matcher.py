@@ -50,8 +50,34 @@ class TenantIndex:
     by_type: dict[str, list[Active]] = field(default_factory=dict)
     by_attr: dict[str, list[Active]] = field(default_factory=dict)
     other: list[Active] = field(default_factory=list)
+    # Subscriptions whose filters are equal share a group: ChangeInfo.fires is evaluated once
+    # per change and group (ten dashboards subscribing to the same type cost one evaluation).
+    group: dict[int, int] = field(default_factory=dict)
+    _filters: dict[Any, list[tuple[Any, int]]] = field(default_factory=dict)
+    # Candidates by entity types, while no subscription is indexed by attribute (the answer
+    # then depends on the types only). Filled by the writer; a new index starts empty.
+    _by_types: dict[tuple[str, ...], list[Active]] = field(default_factory=dict)
 
     def add(self, entry: Active) -> None:
+        self.group[entry.pk] = self._group_of(entry.sub)
+        self._add(entry)
+
+    def _group_of(self, sub: Subscription) -> int:
+        # Bucketed by the hashable parts, then compared with == (dataclass equality; objects
+        # without it compare by identity, so unknown kinds simply never share a group).
+        bucket = self._filters.setdefault((sub.triggers, sub.watched, sub.by_type_only), [])
+        key = (tuple(sub.entities), sub.q, sub.scope_q, sub.geo)
+        for other, gid in bucket:
+            try:
+                if other == key:
+                    return gid
+            except Exception:  # an uncomparable filter: its own group
+                continue
+        gid = len(self.group) + 1
+        bucket.append((key, gid))
+        return gid
+
+    def _add(self, entry: Active) -> None:
         sub = entry.sub
         if sub.entities:
             iris: set[str] = set()
@@ -68,7 +94,18 @@ class TenantIndex:
         else:
             self.other.append(entry)
 
-    def candidates(self, types: Iterable[str], attrs: Iterable[str]) -> list[Active]:
+    def candidates(self, types: list[str], attrs: Iterable[str]) -> list[Active]:
+        if self.by_attr:
+            return self._candidates(types, attrs)
+        key = tuple(types)
+        found = self._by_types.get(key)
+        if found is None:
+            if len(self._by_types) >= 4096:  # bound it whatever the variety of types
+                self._by_types.clear()
+            found = self._by_types[key] = self._candidates(types, ())
+        return found
+
+    def _candidates(self, types: Iterable[str], attrs: Iterable[str]) -> list[Active]:
         found: dict[int, Active] = {}
         for t in types:
             for entry in self.by_type.get(t, ()):
@@ -84,9 +121,11 @@ class TenantIndex:
 
 def _same(a: Instance, b: Instance) -> bool:
     """Equal apart from the system times (a rewrite with the same content is no update)."""
-    return {k: v for k, v in a.items() if k not in _SYSTEM} == {
-        k: v for k, v in b.items() if k not in _SYSTEM
-    }
+    # Member by member rather than comparing two filtered copies: no allocation per change.
+    for k, v in a.items():
+        if k not in _SYSTEM and (k not in b or not (b[k] is v or b[k] == v)):
+            return False
+    return all(k in a or k in _SYSTEM for k in b)
 
 
 class ChangeInfo:
@@ -254,16 +293,29 @@ class OutboxHook:
         entity = outcome.entity or outcome.previous
         if entity is None:
             return
-        attrs = [iri for iri, _ in outcome.changed] + outcome.removed
+        if tindex.by_attr:
+            attrs: list[str] = [iri for iri, _ in outcome.changed] + outcome.removed
+        else:
+            attrs = []  # not consulted: candidates then depend on the types alone
         candidates = tindex.candidates(entity.types, attrs)
         if not candidates:
             return
         info = ChangeInfo(outcome)
         fired: list[int] = []
+        verdicts: dict[int, bool] = {}  # by filter group: equal filters are evaluated once
+        group = tindex.group
         for entry in candidates:
             sub = entry.sub
             try:
-                if not sub.live(now) or not info.fires(sub):
+                if not sub.live(now):
+                    continue
+                gid = group.get(entry.pk)
+                verdict = verdicts.get(gid) if gid is not None else None
+                if verdict is None:
+                    verdict = info.fires(sub)
+                    if gid is not None:
+                        verdicts[gid] = verdict
+                if not verdict:
                     continue
             except Exception:  # a filter that cannot evaluate this entity does not match it
                 log.exception("subscription filter failed", subscription=sub.id)

@@ -23,6 +23,7 @@ from nakhon.broker.model import Entity
 from nakhon.core.errors import NgsiError
 from nakhon.storage.base import Outcome, WriteOp
 from nakhon.storage.hooks import Change, WriteHook
+from nakhon.storage.rows import geo_unchanged
 
 from .codec import ENTITY_COLUMNS, geo_rows, geo_values, history_rows, now_iso, row_to_entity
 
@@ -265,7 +266,7 @@ class Writer:
                     new = None if outcome.deleted else outcome.entity
                     # Geometry is converted before the state moves, so a bad one fails only
                     # this operation (see codec.geo_rows).
-                    if new is not None and geo_values(new) != geo_values(slot.current):
+                    if new is not None and not geo_unchanged(slot.current, new, geo_values):
                         rows = geo_rows(new)
             except Exception as exc:  # NgsiError by contract; anything else is a bug, isolated
                 if not isinstance(exc, NgsiError):
@@ -305,7 +306,7 @@ class Writer:
                 inserts.append((key, slot.current))
             else:
                 updates.append((slot.pk, slot.current))
-            if geo_values(slot.current) != geo_values(slot.initial):
+            if not geo_unchanged(slot.initial, slot.current, geo_values):
                 geo_changed.append((key, slot.current))
 
         pks: dict[Key, int] = {k: s.pk for k, s in plan.slots.items() if s.pk is not None}

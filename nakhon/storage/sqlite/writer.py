@@ -31,6 +31,7 @@ from nakhon.storage.hooks import Change, WriteHook, insert_sql
 from nakhon.storage.rows import (
     dump_doc,
     entity_from_row,
+    geo_unchanged,
     geo_values,
     history_rows,
     query_values,
@@ -171,7 +172,8 @@ class SqliteWriter:
         answers: list[list[Outcome | Exception]] = []
         history: list[tuple[Any, ...]] = []
         changes: list[Change] = []
-        dirty: set[tuple[str, str]] = set()
+        # Ordered (first write first), so primary keys follow the order of the operations.
+        dirty: dict[tuple[str, str], None] = {}
         for job in jobs:
             results: list[Outcome | Exception] = []
             for op in job.ops:
@@ -191,12 +193,12 @@ class SqliteWriter:
                 if outcome.previous is None and not outcome.created:
                     outcome.previous = cur.entity  # hooks rely on it (showChanges, triggers)
                 cur.entity = None if outcome.deleted else outcome.entity
-                dirty.add(key)
+                dirty[key] = None
                 history.extend(history_rows(op.tenant, op.entity_id, outcome))
                 changes.append((op.tenant, op.entity_id, outcome))
             answers.append(results)
-        for key in dirty:
-            self._store(conn, key[0], state[key])
+        if dirty:
+            self._store_all(conn, [(key[0], state[key]) for key in dirty])
         if history:
             conn.executemany(
                 "INSERT INTO attr_history (tenant, entity_id, attr, dataset_id, observed_at,"
@@ -239,62 +241,115 @@ class SqliteWriter:
                     state[(tenant, eid)] = _Current(pk, entity, entity)
         return state
 
-    def _store(self, conn: sqlite3.Connection, tenant: str, cur: _Current) -> None:
-        entity, pk = cur.entity, cur.pk
-        if tenant not in self._known_tenants:
-            conn.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?)", (tenant,))
-            self._known_tenants.add(tenant)
-        if entity is None:
-            if pk is not None:
-                _delete_geo(conn, pk)
-                conn.execute("DELETE FROM entity_types WHERE entity_pk = ?", (pk,))
-                conn.execute("DELETE FROM entities WHERE pk = ?", (pk,))
-            return
-        types = orjson.dumps(entity.types).decode()
-        scopes = orjson.dumps(entity.scope).decode() if entity.scope is not None else None
-        doc = dump_doc(entity).decode()
-        if pk is None:
-            cursor = conn.execute(
-                "INSERT INTO entities (tenant, id, type, types, scopes, created_at, modified_at,"
-                " doc, qv) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    tenant,
-                    entity.id,
+    def _store_all(self, conn: sqlite3.Connection, dirty: list[tuple[str, _Current]]) -> None:
+        """Write the batch's net effect per entity with a few ``executemany`` calls.
+
+        One statement per entity cost ~40 µs each in the profile (statement step + Python
+        call); ``executemany`` over all rows of the group steps the same prepared statement.
+        Updates whose types, scope and createdAt did not move (every ingest update) leave the
+        ``type`` column alone, so SQLite does not rewrite the ``entities_by_type`` index entry.
+        """
+        for tenant, _ in dirty:
+            if tenant not in self._known_tenants:
+                conn.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?)", (tenant,))
+                self._known_tenants.add(tenant)
+        inserts: list[tuple[str, Entity]] = []
+        slim: list[tuple[Any, ...]] = []
+        full: list[tuple[Any, ...]] = []
+        retype: list[tuple[int, str, Entity]] = []
+        regeo: list[tuple[int, Entity]] = []
+        for tenant, cur in dirty:
+            entity, pk, original = cur.entity, cur.pk, cur.original
+            if entity is None:
+                if pk is not None:
+                    _delete_geo(conn, pk)
+                    conn.execute("DELETE FROM entity_types WHERE entity_pk = ?", (pk,))
+                    conn.execute("DELETE FROM entities WHERE pk = ?", (pk,))
+                continue
+            if pk is None:
+                inserts.append((tenant, entity))
+                continue
+            doc = dump_doc(entity).decode()
+            if (
+                original is not None
+                and original.types == entity.types
+                and original.scope == entity.scope
+                and original.created_at == entity.created_at
+            ):
+                slim.append((entity.modified_at, doc, query_values(entity), pk))
+            else:
+                full.append((
                     entity.types[0],
-                    types,
-                    scopes,
+                    orjson.dumps(entity.types).decode(),
+                    _dump_scope(entity.scope),
                     entity.created_at,
                     entity.modified_at,
                     doc,
                     query_values(entity),
-                ),
+                    pk,
+                ))
+                if original is None or original.types != entity.types:
+                    retype.append((pk, tenant, entity))
+            if not geo_unchanged(original, entity):
+                regeo.append((pk, entity))
+        if slim:
+            conn.executemany(
+                "UPDATE entities SET modified_at = ?, doc = ?, qv = ? WHERE pk = ?", slim
             )
-            pk = cursor.lastrowid
-            assert pk is not None
-            _insert_types(conn, pk, tenant, entity.id, entity.types)
-            _insert_geo(conn, pk, entity)
-            return
-        conn.execute(
-            "UPDATE entities SET type = ?, types = ?, scopes = ?, created_at = ?,"
-            " modified_at = ?, doc = ?, qv = ? WHERE pk = ?",
-            (
-                entity.types[0],
-                types,
-                scopes,
-                entity.created_at,
-                entity.modified_at,
-                doc,
-                query_values(entity),
-                pk,
-            ),
-        )
-        original = cur.original
-        if original is None or original.types != entity.types:
+        if full:
+            conn.executemany(
+                "UPDATE entities SET type = ?, types = ?, scopes = ?, created_at = ?,"
+                " modified_at = ?, doc = ?, qv = ? WHERE pk = ?",
+                full,
+            )
+        for pk, tenant, entity in retype:
             conn.execute("DELETE FROM entity_types WHERE entity_pk = ?", (pk,))
             _insert_types(conn, pk, tenant, entity.id, entity.types)
-        if geo_values(original) != geo_values(entity):
+        for pk, _ in regeo:
             _delete_geo(conn, pk)
-            _insert_geo(conn, pk, entity)
+        if inserts:
+            regeo.extend(self._insert_all(conn, inserts))
+        if regeo:
+            _insert_geo(conn, regeo)
+
+    def _insert_all(
+        self, conn: sqlite3.Connection, inserts: list[tuple[str, Entity]]
+    ) -> list[tuple[int, Entity]]:
+        """Insert new entities and their type rows; their (pk, entity), for the geo rows."""
+        # Primary keys are assigned here, as SQLite would (max + 1; this thread is the only
+        # writer and holds the transaction), so that the entity, type and geo rows of the whole
+        # group go in with one executemany each instead of an INSERT + lastrowid per entity.
+        top = conn.execute("SELECT max(pk) FROM entities").fetchone()[0] or 0
+        rows: list[tuple[Any, ...]] = []
+        type_rows: list[tuple[str, str, str, int]] = []
+        for pk, (tenant, entity) in enumerate(inserts, start=top + 1):
+            rows.append((
+                pk,
+                tenant,
+                entity.id,
+                entity.types[0],
+                orjson.dumps(entity.types).decode(),
+                _dump_scope(entity.scope),
+                entity.created_at,
+                entity.modified_at,
+                dump_doc(entity).decode(),
+                query_values(entity),
+            ))
+            type_rows.extend((tenant, t, entity.id, pk) for t in entity.types)
+        conn.executemany(
+            "INSERT INTO entities (pk, tenant, id, type, types, scopes, created_at, modified_at,"
+            " doc, qv) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO entity_types (tenant, type, id, entity_pk) VALUES (?, ?, ?, ?)",
+            type_rows,
+        )
+        return [(row[0], entity) for row, (_, entity) in zip(rows, inserts, strict=True)]
+
+
+def _dump_scope(scope: list[str] | None) -> str | None:
+    return orjson.dumps(scope).decode() if scope is not None else None
 
 
 def _insert_types(
@@ -306,19 +361,30 @@ def _insert_types(
     )
 
 
-def _insert_geo(conn: sqlite3.Connection, pk: int, entity: Entity) -> None:
-    for attr, geometry in geo_values(entity):
-        try:
-            minx, miny, maxx, maxy = _bounds(geometry)
-        except Exception:  # validated at the edge; an unindexable value is simply not indexed
-            continue
-        cursor = conn.execute(
-            "INSERT INTO geo (entity_pk, attr, geojson) VALUES (?, ?, ?)",
-            (pk, attr, orjson.dumps(geometry).decode()),
-        )
-        conn.execute(
-            "INSERT INTO geo_rtree (gid, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
-            (cursor.lastrowid, minx, maxx, miny, maxy),
+def _insert_geo(conn: sqlite3.Connection, items: list[tuple[int, Entity]]) -> None:
+    """Index the GeoProperty values of entities (their old rows already deleted).
+
+    ``gid`` is assigned here (max + 1, as SQLite would; single writer in a transaction) so the
+    geo and R-tree rows go in with one ``executemany`` each rather than two statements per
+    value."""
+    geo: list[tuple[int, int, str, str]] = []
+    boxes: list[tuple[int, float, float, float, float]] = []
+    gid: int | None = None
+    for pk, entity in items:
+        for attr, geometry in geo_values(entity):
+            try:
+                minx, miny, maxx, maxy = _bounds(geometry)
+            except Exception:  # validated at the edge; an unindexable value is not indexed
+                continue
+            if gid is None:
+                gid = conn.execute("SELECT max(gid) FROM geo").fetchone()[0] or 0
+            gid += 1
+            geo.append((gid, pk, attr, orjson.dumps(geometry).decode()))
+            boxes.append((gid, minx, maxx, miny, maxy))
+    if geo:
+        conn.executemany("INSERT INTO geo (gid, entity_pk, attr, geojson) VALUES (?, ?, ?, ?)", geo)
+        conn.executemany(
+            "INSERT INTO geo_rtree (gid, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)", boxes
         )
 
 
