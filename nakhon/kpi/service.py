@@ -109,11 +109,9 @@ async def recompute_kpis(
             # complete; an index-only look for rows written after the last run's mark finds
             # the days that did get late data, and only from the oldest of those on is rebuilt.
             t = time.perf_counter()
-            late: set[date] = set()
-            for source in SOURCES:
-                late |= await days_with_late_data(
-                    broker, tenant, source, late_first, first - timedelta(days=1), state["mark"]
-                )
+            late = await days_with_late_data(
+                broker, tenant, late_first, first - timedelta(days=1), state["mark"]
+            )
             first = min(late | {first})
             late_seconds = time.perf_counter() - t
     assert first is not None

@@ -308,12 +308,24 @@ async def mark(pool: asyncpg.Pool) -> int:
 
 
 async def written_after(pool: asyncpg.Pool, query: WrittenQuery) -> set[int]:
+    """A range scan of the hid index: only rows written after the mark are read (few, between
+    two periodic runs), where a scan of the window per pair would fetch every row of the late
+    days from the heap (hid is not in the covering index). The pairs are matched as entity ×
+    attribute sets: a superset, which can only rebuild a day more, never miss one."""
     if not query.pairs:
         return set()
     p = _Params()
-    frm, _ = _pairs_lateral(query.tenant, query.pairs, query.window, query.buckets, p, "h.hid")
-    newer = p.add(query.mark)
-    rows = await pool.fetch(f"SELECT DISTINCT x.b{frm} WHERE x.hid > {newer}", *p.values)
+    step = p.add(timedelta(seconds=query.buckets.seconds))
+    origin = p.add(query.buckets.origin)
+    sql = (
+        f"SELECT DISTINCT date_bin({step}::interval, {_TIME[query.window.prop]},"
+        f" {origin}::timestamptz) FROM attr_history h WHERE h.hid > {p.add(query.mark)}"
+        f" AND h.tenant = {p.add(query.tenant)}"
+        f" AND h.entity_id = ANY({p.add(sorted({e for e, _ in query.pairs}))}::text[])"
+        f" AND h.attr = ANY({p.add(sorted({a for _, a in query.pairs}))}::text[])"
+        f"{_window(query.window, p)}"
+    )
+    rows = await pool.fetch(sql, *p.values)
     return {_index(query.buckets, r[0]) for r in rows}
 
 
