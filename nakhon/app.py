@@ -9,13 +9,14 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from nakhon import admin_api
 from nakhon.broker.api import batch, contexts_api, discovery, entities
-from nakhon.broker.api.http import problem_response
+from nakhon.broker.api.http import RejectNul, problem_response
 from nakhon.broker.api.state import ApiState
 from nakhon.broker.jsonld import ContextResolver, KvContextStore
 from nakhon.broker.service import Broker
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
+        middleware=[Middleware(RejectNul)],
         lifespan=lifespan,
         exception_handlers={
             NgsiError: _ngsi_error,

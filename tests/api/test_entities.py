@@ -269,3 +269,20 @@ async def test_unknown_route_and_method(api: Api) -> None:
     assert r.status_code == 404 and "type" in r.json()
     r = await api.request("PATCH", "/ngsi-ld/v1/entities")
     assert r.status_code == 405 and "type" in r.json()
+
+
+async def test_nul_character_is_refused_everywhere(api: Api, headers: dict[str, str]) -> None:
+    """PostgreSQL cannot store U+0000; both engines refuse it at the edge with a 400."""
+    body = room(note={"type": "Property", "value": "a\u0000b"})
+    r = await api.post(E, json=body, headers=headers)
+    assert r.status_code == 400 and "U+0000" in r.json()["detail"]
+    for url in (f"{E}/urn:x:%00", f"{E}?type=T%00", f"{E}?q=a%00b", f"{E}?idPattern=%00"):
+        r = await api.get(url, headers=headers)
+        assert r.status_code == 400, url
+    r = await api.post("/ngsi-ld/v1/entityOperations/delete", json=["urn:x:\u0000"],
+                       headers=headers)
+    assert r.status_code == 400
+    # A backslash followed by "u0000" is ordinary text.
+    r = await api.post(E, json=room(2, note={"type": "Property", "value": "\\u0000"}),
+                       headers=headers)
+    assert r.status_code == 201

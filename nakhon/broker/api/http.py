@@ -100,7 +100,24 @@ async def read_json(
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"The body is not valid JSON: {exc}") from None
+    if b"\\u0000" in raw and _has_nul(body):
+        raise BadRequestData(NUL_DETAIL)
     return body, (JSON if ctype == MERGE_PATCH else ctype)
+
+
+NUL_DETAIL = "The character U+0000 (NUL) is not allowed in NGSI-LD text."
+
+
+def _has_nul(value: Any) -> bool:
+    """U+0000 anywhere in a decoded body (keys included)? PostgreSQL cannot store it, and no
+    engine should accept what another refuses."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 async def call_context(
@@ -215,3 +232,22 @@ def no_content(call: Call | None = None, headers: dict[str, str] | None = None) 
     if call is not None and call.tenant:
         out["NGSILD-Tenant"] = call.tenant
     return Response(status_code=204, headers=out)
+
+
+class RejectNul:
+    """ASGI middleware: a percent-encoded NUL in the path or query string is a 400 up front.
+
+    Ids, types and query parameters containing U+0000 could reach SQL, where PostgreSQL
+    refuses them with an error; refusing at the edge keeps both engines alike."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            raw = (scope.get("raw_path") or b"") + b"?" + (scope.get("query_string") or b"")
+            if b"%00" in raw or b"\x00" in raw:
+                response = problem_response(BadRequestData(NUL_DETAIL))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
