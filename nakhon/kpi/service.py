@@ -106,8 +106,9 @@ async def recompute_kpis(
             first = late_first
         elif late_first < first:
             # Re-reading the late margin doubled a run's work for data that is nearly always
-            # complete; an index-only look for rows written after the last run's mark finds
-            # the days that did get late data, and only from the oldest of those on is rebuilt.
+            # complete; a look for rows written after the last run's mark (an index scan on
+            # either engine) finds the days that did get late data, and only from the oldest
+            # of those on is rebuilt.
             t = time.perf_counter()
             late = await days_with_late_data(
                 broker, tenant, late_first, first - timedelta(days=1), state["mark"]
