@@ -63,8 +63,15 @@ def _schema() -> BaseSchema:
     # The three PATCH operations (mergeEntity, updateEntity, updateAttrs) are left to
     # test_fuzz.py: for their bodies schemathesis 4.32 can produce neither conforming cases
     # (Unsatisfiable) nor violating ones (UnsupportedSchema, "a `not` ... below the document
-    # root"), even from the relaxed document.
-    return loaded.include(path_regex=IMPLEMENTED).exclude(method="PATCH")
+    # root"), even from the relaxed document. The same holds, intermittently, for the
+    # negative cases of appendAttrs (POST .../attrs) and replaceAttr (PUT .../attrs/{attrId}):
+    # they are excluded too and fuzzed in test_fuzz.py instead.
+    return (
+        loaded.include(path_regex=IMPLEMENTED)
+        .exclude(method="PATCH")
+        .exclude(method="POST", path="/entities/{entityId}/attrs")
+        .exclude(method="PUT", path="/entities/{entityId}/attrs/{attrId}")
+    )
 
 
 schema = _schema()
