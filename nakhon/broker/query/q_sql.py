@@ -188,9 +188,30 @@ class _Compiler:
         return list(groups.values())
 
     def term(self, term: Term) -> str:
+        if self.pg and _fast_eligible(term):
+            return self.pg_fast_term(term)
         if self.fast is not None and _fast_eligible(term):
             return self.fast_term(term, self.fast)
         return self.generic_term(term)
+
+    def pg_fast_term(self, term: Term) -> str:
+        """PostgreSQL: the common case — one Property instance with a number or string value —
+        tested directly on ``attrs -> attr -> 0 -> 'value'``; everything else (several
+        instances, other attribute types, structured values) takes the exact walk. A missing
+        attribute is decided at once (no comparison matches it). Saves the set-returning
+        jsonb_array_elements subqueries per row that dominate a q scan."""
+        attr = f"(e.doc -> 'attrs' -> {self.bind(term.path.attr)})"
+        value = f"({attr} -> 0 -> 'value')"
+        hit = self.positive(term, Source("value", (), "standard"))(value)
+        cond = f"(NOT {hit})" if term.op == "!=" else hit
+        generic = self.generic_term(term)
+        return (
+            f"(CASE WHEN {attr} IS NULL THEN false "
+            f"WHEN jsonb_typeof({attr}) = 'array' AND jsonb_array_length({attr}) = 1 "
+            f"AND ({attr} -> 0 ->> 'type') = 'Property' "
+            f"AND jsonb_typeof({value}) IN ('number', 'string') THEN {cond} "
+            f"ELSE {generic} END)"
+        )
 
     def fast_term(self, term: Term, column: str) -> str:
         """SQLite: test a simple ``attr op literal`` on the scalar projection column first.
