@@ -23,9 +23,11 @@ cashlessTransactions. (pm25 only: no pm10, so mean AQI is PM2.5's.)
 
 * **raw** — ``executemany`` of the same rows (same columns as ``attr_history``) into a bare
   table with no index, in the same database, one transaction per 50,000 rows;
-* **backfill** — the real write path: ``storage.write`` of temporal-provision mutations (one
-  op per device and day, 288 instances; 50 ops per call), so entity state, history rows and
-  their indexes are all written, with group commit.
+* **backfill** — the real write path: ``storage.write`` of bulk history mutations
+  (:func:`nakhon.temporal.bulk.append_in_order`, the path ``nakhon demo`` backfills with; one op
+  per device and day, 288 instances; 50 ops per call), so entity state, history rows and their
+  indexes are all written, with group commit. ``--generic`` uses the general temporal
+  provision (``provision.upsert``) instead, for comparison.
 
     python bench/bench_kpi.py                       # SQLite, 5,000 devices, 3 days
     python bench/bench_kpi.py --engine postgres --dsn postgresql://postgres@127.0.0.1/bench
@@ -55,6 +57,7 @@ from nakhon.kpi.service import recompute_kpis
 from nakhon.storage import storage_for
 from nakhon.storage.base import Storage, WriteOp
 from nakhon.temporal import provision
+from nakhon.temporal.bulk import append_in_order
 
 MIX = [
     ("AirQualityObserved", "pm25", 500),
@@ -96,6 +99,9 @@ def day_instances(etype: str, day: date, rnd: random.Random) -> list[tuple[str, 
     ]
 
 
+GENERIC = False  # --generic: backfill through provision.upsert instead of the bulk append
+
+
 async def backfill(storage: Storage, devs: list[tuple[str, str, str]], day: date) -> int:
     """One day of every device through the real write path; returns rows written."""
     rnd = random.Random(day.toordinal())
@@ -109,8 +115,13 @@ async def backfill(storage: Storage, devs: list[tuple[str, str, str]], day: date
         ]
         if etype == "OffStreetParking":
             insts[-1]["totalSpotNumber"] = {"type": "Property", "value": 200}
-        entity = Entity(eid, [CORE_TERM_MAP.expand(etype)])
-        ops.append(WriteOp(TENANT, eid, provision.upsert(entity, {iri: insts})))
+        types = [CORE_TERM_MAP.expand(etype)]
+        mutation = (
+            provision.upsert(Entity(eid, types), {iri: insts})
+            if GENERIC
+            else append_in_order(eid, types, {iri: insts})
+        )
+        ops.append(WriteOp(TENANT, eid, mutation))
         rows += len(insts)
         if len(ops) == OPS_PER_CALL:
             await _write(storage, ops)
@@ -189,6 +200,8 @@ async def raw_postgres(dsn: str, rows: list[tuple[Any, ...]]) -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
+    global GENERIC
+    GENERIC = args.generic
     tmp = tempfile.mkdtemp(prefix="nakhon-bench-kpi-")
     url = args.dsn if args.engine == "postgres" else f"sqlite:///{Path(tmp) / 'nakhon.db'}"
     storage = storage_for(url)
@@ -255,6 +268,11 @@ def main() -> None:
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of 5,000 devices")
+    parser.add_argument(
+        "--generic",
+        action="store_true",
+        help="backfill with the general temporal provision, not the bulk append",
+    )
     asyncio.run(run(parser.parse_args()))
 
 

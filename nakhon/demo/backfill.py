@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from nakhon.broker.model import Entity, Instance
+from nakhon.broker.model import Instance
 from nakhon.core.auth import SYSTEM, Access
 from nakhon.demo.model import DemoDevice
 from nakhon.iot.convert import Target
 from nakhon.iot.payloads import Measure, iso_utc
 from nakhon.iot.registry import Registry
-from nakhon.storage.base import Mutation, Outcome, Storage, WriteOp
-
-Instances = dict[str, list[Instance]]
-"""Attribute IRI → instances in time order (each with ``observedAt``)."""
+from nakhon.storage.base import Outcome, Storage, WriteOp
+from nakhon.temporal.bulk import Instances, latest_observed
+from nakhon.temporal.bulk import append_in_order as after_latest
 
 DEVICES_PER_WRITE = 12
 """Devices per transaction: ~12 × 720 hourly readings × ~4 attributes ≈ 35k history rows —
@@ -46,68 +45,6 @@ class BackfillReport:
     def rate(self) -> float:
         """Attribute instances written per second."""
         return self.instances / self.seconds if self.seconds > 0 else 0.0
-
-
-def latest_observed(entity: Entity | None, attrs: Iterable[str]) -> str | None:
-    """The newest ``observedAt`` among ``attrs`` of ``entity``, normalised to storage's form."""
-    if entity is None:
-        return None
-    newest: datetime | None = None
-    for iri in attrs:
-        for inst in entity.attrs.get(iri, []):
-            raw = inst.get("observedAt")
-            if isinstance(raw, str):
-                try:
-                    at = datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(UTC)
-                except ValueError:
-                    continue
-                newest = at if newest is None or at > newest else newest
-    return iso_utc(newest) if newest is not None else None
-
-
-def after_latest(entity_id: str, types: list[str], instances: Instances) -> Mutation:
-    """Append to history only the instances newer than what the entity already has (see the
-    module docstring); the newest of each attribute becomes its current value. The entity is
-    recreated if someone deleted it meanwhile.
-
-    The semantics of the temporal service's append (``temporal.provision``) for the one case
-    the demo has — default instances (no datasetId), already in time order, freshly built —
-    without its per-instance sorting, parsing and copying, which cost a third of the
-    writer's time here. Other datasetIds of an attribute are kept as they are."""
-
-    def mutate(current: Entity | None, now: str) -> Outcome:
-        cut = latest_observed(current, instances)
-        if current is None:
-            entity = Entity(entity_id, list(types), {}, None, now, now)
-        else:
-            # Shallow: attribute lists are replaced, never changed in place.
-            entity = Entity(
-                current.id,
-                list(current.types),
-                dict(current.attrs),
-                current.scope,
-                current.created_at,
-                current.modified_at,
-            )
-        changed: list[tuple[str, Instance]] = []
-        for iri, items in instances.items():
-            kept = items if cut is None else [i for i in items if str(i["observedAt"]) > cut]
-            if not kept:
-                continue
-            old = entity.attrs.get(iri) or []
-            default = next((i for i in old if i.get("datasetId") is None), None)
-            created = (default or {}).get("createdAt") or now
-            for inst in kept:
-                inst["createdAt"] = created
-                inst["modifiedAt"] = now
-                changed.append((iri, inst))
-            entity.attrs[iri] = [kept[-1], *(i for i in old if i.get("datasetId") is not None)]
-        if not changed:
-            return Outcome(current, unchanged=True)
-        entity.modified_at = now
-        return Outcome(entity, created=current is None, changed=changed, previous=current)
-
-    return mutate
 
 
 def series(
