@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nakhon.broker.api import params as p
-from nakhon.broker.api.entities import check_uri
+from nakhon.broker.api.entities import check_uri, read_call
 from nakhon.broker.api.http import Call, json_response, negotiate, no_content, read_json
 from nakhon.broker.api.state import ApiState, parse_fragment, state
 from nakhon.broker.render import RenderOptions
@@ -123,11 +123,6 @@ def respond(
                          headers=headers)
 
 
-async def _read_call(request: Request, st: ApiState) -> Call:
-    principal = await st.access.authenticate(request.headers)
-    return await st.call(request, principal)
-
-
 async def _body_call(request: Request, st: ApiState) -> tuple[Any, Call]:
     principal = await st.access.authenticate(request.headers)
     body, ctype = await read_json(request, st.settings.max_body_bytes)
@@ -140,7 +135,7 @@ async def _body_call(request: Request, st: ApiState) -> tuple[Any, Call]:
 async def retrieve(request: Request) -> Response:
     st = state(request)
     mtype = negotiate(request)
-    call = await _read_call(request, st)
+    call = await read_call(request, st)
     eid = check_uri(request.path_params["entity_id"])
     params = request.query_params
     query = temporal_query(params)
@@ -155,7 +150,7 @@ async def retrieve(request: Request) -> Response:
 async def query_entities(request: Request) -> Response:
     st = state(request)
     mtype = negotiate(request)
-    call = await _read_call(request, st)
+    call = await read_call(request, st)
     params = request.query_params
     query = temporal_query(params)
     selection = p.entity_query(params, call.terms, default_limit=st.settings.default_limit)
@@ -225,7 +220,7 @@ async def append_attrs(request: Request) -> Response:
 
 async def delete_entity(request: Request) -> Response:
     st = state(request)
-    call = await _read_call(request, st)
+    call = await read_call(request, st)
     eid = check_uri(request.path_params["entity_id"])
     await temporal_service(request).delete_entity(call.principal, call.tenant, eid)
     return no_content(call)
@@ -233,7 +228,7 @@ async def delete_entity(request: Request) -> Response:
 
 async def delete_attr(request: Request) -> Response:
     st = state(request)
-    call = await _read_call(request, st)
+    call = await read_call(request, st)
     eid = check_uri(request.path_params["entity_id"])
     attr = call.terms.expand(request.path_params["attr_id"])
     params = request.query_params
@@ -278,7 +273,7 @@ async def modify_instance(request: Request) -> Response:
 
 async def delete_instance(request: Request) -> Response:
     st = state(request)
-    call = await _read_call(request, st)
+    call = await read_call(request, st)
     eid = check_uri(request.path_params["entity_id"])
     hid = _instance(request)
     attr = call.terms.expand(request.path_params["attr_id"])

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nakhon.broker.api import params as p
-from nakhon.broker.api.entities import BASE
+from nakhon.broker.api.entities import BASE, read_call
 from nakhon.broker.api.http import json_response, negotiate
 from nakhon.broker.api.state import state
 from nakhon.core.errors import ResourceNotFound
@@ -22,8 +22,7 @@ def _list_id(kind: str) -> str:
 async def list_types(request: Request) -> Response:
     st = state(request)
     mtype = negotiate(request)
-    principal = await st.access.authenticate(request.headers)
-    call = await st.call(request, principal)
+    call = await read_call(request, st)
     infos = await st.broker.list_types(call.principal, call.tenant)
     compact = call.terms.compact
     if p.bool_param(request.query_params, "details"):
@@ -48,8 +47,7 @@ async def list_types(request: Request) -> Response:
 async def type_info(request: Request) -> Response:
     st = state(request)
     mtype = negotiate(request)
-    principal = await st.access.authenticate(request.headers)
-    call = await st.call(request, principal)
+    call = await read_call(request, st)
     wanted = call.terms.expand(request.path_params["type"])
     infos = {i.type: i for i in await st.broker.list_types(call.principal, call.tenant)}
     info = infos.get(wanted)
@@ -78,8 +76,7 @@ async def type_info(request: Request) -> Response:
 async def list_attributes(request: Request) -> Response:
     st = state(request)
     mtype = negotiate(request)
-    principal = await st.access.authenticate(request.headers)
-    call = await st.call(request, principal)
+    call = await read_call(request, st)
     infos = await st.broker.list_attributes(call.principal, call.tenant)
     compact = call.terms.compact
     if p.bool_param(request.query_params, "details"):
@@ -110,8 +107,7 @@ def _attribute(info: object, compact: object) -> dict[str, object]:
 async def attribute_info(request: Request) -> Response:
     st = state(request)
     mtype = negotiate(request)
-    principal = await st.access.authenticate(request.headers)
-    call = await st.call(request, principal)
+    call = await read_call(request, st)
     wanted = call.terms.expand(request.path_params["attr"])
     for info in await st.broker.list_attributes(call.principal, call.tenant):
         if info.name == wanted:

@@ -48,7 +48,8 @@ async def _body_call(request: Request, st: ApiState, *, merge: bool = False) -> 
     return body, call
 
 
-async def _read_call(request: Request, st: ApiState) -> Call:
+async def read_call(request: Request, st: ApiState) -> Call:
+    """Authenticate a request without a body and resolve its @context (Link header)."""
     principal = await st.access.authenticate(request.headers)
     return await st.call(request, principal)
 
@@ -74,7 +75,7 @@ async def create_entity(request: Request) -> Response:
 async def query_entities(request: Request) -> Response:
     st = state(request)
     mtype = negotiate(request, geojson=True)
-    call = await _read_call(request, st)
+    call = await read_call(request, st)
     params = request.query_params
     query = p.entity_query(params, call.terms, default_limit=st.settings.default_limit)
     opts = p.render_options(params, call.terms)
@@ -97,7 +98,7 @@ def page_response(
 
 async def purge_entities(request: Request) -> Response:
     st = state(request)
-    call = await _read_call(request, st)
+    call = await read_call(request, st)
     params = request.query_params
     if not params.get("type") and not params.get("q") and not params.get("id"):
         raise BadRequestData("Purging entities needs type, id or q.")
@@ -109,7 +110,7 @@ async def purge_entities(request: Request) -> Response:
 async def retrieve_entity(request: Request) -> Response:
     st = state(request)
     mtype = negotiate(request, geojson=True)
-    call = await _read_call(request, st)
+    call = await read_call(request, st)
     eid = check_uri(request.path_params["entity_id"])
     opts = p.render_options(request.query_params, call.terms)
     entity = await st.broker.retrieve_entity(call.principal, call.tenant, eid)
@@ -145,7 +146,7 @@ async def merge_entity(request: Request) -> Response:
 
 async def delete_entity(request: Request) -> Response:
     st = state(request)
-    call = await _read_call(request, st)
+    call = await read_call(request, st)
     eid = check_uri(request.path_params["entity_id"])
     await st.broker.delete_entity(call.principal, call.tenant, eid)
     return no_content(call)
@@ -216,7 +217,7 @@ async def replace_attr(request: Request) -> Response:
 async def delete_attr(request: Request) -> Response:
     st = state(request)
     eid = check_uri(request.path_params["entity_id"])
-    call = await _read_call(request, st)
+    call = await read_call(request, st)
     attr = call.terms.expand(request.path_params["attr_id"])
     params = request.query_params
     await st.broker.delete_attr(
