@@ -42,6 +42,8 @@ from nakhon.storage import storage_for
 from nakhon.subscriptions import api as subscriptions_api
 from nakhon.subscriptions.service import SubscriptionService
 from nakhon.temporal import api as temporal_api
+from nakhon.temporal.retention import parse_rules
+from nakhon.temporal.retention_task import RetentionTask
 
 log = get_logger("nakhon.app")
 ADMIN_TOKEN_FILE = "admin-token"
@@ -119,6 +121,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     subscriptions = SubscriptionService(storage, access, resolver, max_limit=settings.max_limit)
     alert_monitor = AlertMonitor(broker)  # absence-of-data alert sweeps
     alert_feed = AlertFeed(broker)  # threshold/rate rules on every committed change
+    retention = RetentionTask(
+        storage,
+        access,
+        parse_rules(settings.temporal_retention) if settings.temporal_retention else [],
+        settings.temporal_prune_interval,
+    )
     iot = IotRuntime(settings, storage, access, broker)
     kpi_monitor = KpiMonitor(
         broker,
@@ -141,9 +149,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await iot.start()  # MQTT only when NAKHON_MQTT_URL is set
         alert_monitor.start()
         kpi_monitor.start()  # periodic, incremental KPI recomputation
+        retention.start()  # history retention sweeps, when rules are configured
         try:
             yield
         finally:
+            await retention.stop()
             await kpi_monitor.stop()
             await alert_monitor.stop()
             await iot.stop()
@@ -178,6 +188,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Exception: _unexpected,
         },
     )
+    app.state.retention = retention
     app.state.alert_feed = alert_feed
     app.state.api = api
     app.state.storage = storage

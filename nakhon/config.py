@@ -78,8 +78,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("temporal_retention", str, "",
             "How long attribute history is kept: a default ISO 8601 duration and rules, "
             "separated by `;`, e.g. `P2Y; tenant:bangkok=P1Y; type:AirQualityObserved=P90D; "
-            "attr:pm25=P30D`. Empty: keep forever. Applied by `nakhon temporal prune` "
-            "(see docs/temporal.md)."),
+            "attr:pm25=P30D`. Empty: keep forever. Applied every "
+            "NAKHON_TEMPORAL_PRUNE_INTERVAL seconds by the running platform and by "
+            "`nakhon temporal prune` (see docs/temporal.md)."),
+    Setting("temporal_prune_interval", float, 3600.0,
+            "Seconds between retention sweeps inside the running platform (when "
+            "NAKHON_TEMPORAL_RETENTION has rules); 0 disables them (prune with the CLI instead)."),
     Setting("kpi_interval", float, 15.0,
             "Minutes between KPI recomputations (every known tenant, incremental from the "
             "last run). 0: no periodic task; use `POST /nakhon/v1/kpis/recompute`."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -59,3 +60,31 @@ async def test_prune_follows_the_most_specific_rule(api: Api, headers: dict[str,
     assert await months("urn:ngsi-ld:W:1", "pm25") == [1, 2, 3, 4, 5]
     assert await months("urn:ngsi-ld:A:1", "level") == [3, 4, 5]  # tenant rule: 3 months
     assert await months("urn:ngsi-ld:W:1", "level") == [5]  # tenant+type rule: 45 days
+
+
+async def test_the_running_platform_prunes_on_its_own(
+    api: Api, headers: dict[str, str], tenant: str
+) -> None:
+    """RetentionTask: the app's periodic sweep with the configured rules (here one tick)."""
+    from nakhon.temporal.retention_task import RetentionTask
+
+    body = {"id": "urn:ngsi-ld:A:9", "type": "Air", "pm25": [
+        {"type": "Property", "value": v, "observedAt": at}
+        for v, at in ((1, "2001-01-01T00:00:00Z"), (2, "2099-01-01T00:00:00Z"))]}
+    assert (await api.post(T, json=body, headers=headers)).status_code == 201
+    app = api.client.app  # type: ignore[attr-defined]
+    task = RetentionTask(app.state.storage, app.state.api.access,
+                         parse_rules(f"tenant:{tenant}=P1Y"), interval=3600)
+    task.start()  # runs one sweep at once, then sleeps for the interval
+    try:
+        for _ in range(50):
+            got = await get(api, headers, f"{T}/urn:ngsi-ld:A:9?attrs=pm25")
+            if [i["value"] for i in got.get("pm25", [])] == [2]:
+                break
+            await asyncio.sleep(0.05)
+        assert [i["value"] for i in got.get("pm25", [])] == [2]
+    finally:
+        await task.stop()
+    idle = RetentionTask(app.state.storage, app.state.api.access, [], interval=3600)
+    idle.start()  # no rules: nothing runs
+    assert idle._task is None
