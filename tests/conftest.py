@@ -41,6 +41,12 @@ def pg_database_2() -> Iterator[str]:
     yield from _fresh_pg_database()
 
 
+@pytest.fixture(scope="session")
+def pg_database_3() -> Iterator[str]:
+    """A third database, for tests that run several apps on one database."""
+    yield from _fresh_pg_database()
+
+
 def _fresh_pg_database() -> Iterator[str]:
     if not asyncio.run(server_available(PG_ADMIN_DSN)):
         if REQUIRE_ALL:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -84,11 +84,21 @@ class Dispatcher:
         # outbox absorbs the burst and drains when the load drops.
         self.busy: Callable[[], bool] = lambda: False
         self.yield_seconds = 0.005
+        # Only one process per database delivers (at-least-once, in order): ``elect`` (set by
+        # the service for PostgreSQL) waits for a database-wide lock and then sets ``leader``;
+        # without it this process is the only one and leads at once.
+        self.leader = asyncio.Event()
+        self.elect: Callable[[], Coroutine[Any, Any, None]] | None = None
+        self._election: asyncio.Task[None] | None = None
 
     # --- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self.elect is None:
+            self.leader.set()
+        else:
+            self._election = self._loop.create_task(self.elect(), name="nakhon-notify-leader")
         for entry in self.registry.by_pk.values():
             self._ensure(entry.pk).event.set()  # resend whatever a crash or stop left behind
             self.changed(entry.pk)
@@ -100,6 +110,8 @@ class Dispatcher:
         tasks += list(self._periodic.values())
         if self._background is not None:
             tasks.append(self._background)
+        if self._election is not None:
+            tasks.append(self._election)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -172,6 +184,7 @@ class Dispatcher:
     async def _run_worker(self, pk: int, worker: _Worker) -> None:
         try:
             while not self._stopping.is_set():
+                await self.leader.wait()
                 entry = self.registry.by_pk.get(pk)
                 if entry is None:
                     return
@@ -303,6 +316,7 @@ class Dispatcher:
 
     async def _run_periodic(self, pk: int) -> None:
         while not self._stopping.is_set():
+            await self.leader.wait()
             entry = self.registry.by_pk.get(pk)
             if entry is None or entry.sub.time_interval is None:
                 return

@@ -9,6 +9,8 @@ tenant, as writing does; anonymous clients see none.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from nakhon.broker.jsonld import ContextResolver, TermMap
@@ -61,6 +63,7 @@ class SubscriptionService:
             multi_process = isinstance(self.store, PgSubStore)
         if multi_process:
             self.dispatcher.refresh = self._refresh
+            self.dispatcher.elect = self._elect
         await self.dispatcher.start()
 
     async def close(self) -> None:
@@ -83,6 +86,34 @@ class SubscriptionService:
                 cursor = self.dispatcher.cursors.get(stored.pk, 0)
                 self.dispatcher.cursors[stored.pk] = max(cursor, stored.cursor)
         self.registry.replace(entries)
+
+    async def _elect(self) -> None:
+        """Become the one delivering process of this database (PostgreSQL).
+
+        A session advisory lock, held on a dedicated connection for as long as this process
+        runs: when the leader dies its connection closes, the lock goes, and another process
+        takes over from the cursors saved in the database (at-least-once: a notification sent
+        but not yet acknowledged may be sent again, with the same notification id)."""
+        assert self.dispatcher is not None
+        pool = self.storage.pool
+        key = "SELECT pg_try_advisory_lock(hashtext('nakhon-notify:' || current_schema()))"
+        while True:
+            conn = await pool.acquire()
+            try:
+                if await conn.fetchval(key):
+                    await self._load()  # the freshest cursors, saved by a previous leader
+                    self.dispatcher.leader.set()
+                    log.info("delivering notifications for this database")
+                    await asyncio.Event().wait()  # hold the lock until stopped
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await conn.execute("SELECT pg_advisory_unlock_all()")
+                raise
+            except Exception:
+                log.exception("notification leader election failed; retrying")
+            finally:
+                await pool.release(conn)
+            await asyncio.sleep(self.dispatcher.poll_interval)
 
     async def _refresh(self) -> None:
         """Pick up subscriptions another process created, changed or deleted."""
