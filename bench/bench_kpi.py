@@ -303,7 +303,11 @@ async def run(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--engine", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--dsn",
+        default=None,
+        help="PostgreSQL database to use (default: a temporary database, dropped afterwards)",
+    )
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of 5,000 devices")
     parser.add_argument(
@@ -311,7 +315,19 @@ def main() -> None:
         action="store_true",
         help="backfill with the general temporal provision, not the bulk append",
     )
-    asyncio.run(run(parser.parse_args()))
+    asyncio.run(run_isolated(parser.parse_args()))
+
+
+async def run_isolated(args: argparse.Namespace) -> None:
+    """Never write into a real database by default: PostgreSQL runs get a throwaway one."""
+    if args.engine == "postgres" and args.dsn is None:
+        from nakhon.storage.postgres.testing import temporary_database
+
+        async with temporary_database("nakhon_bench_kpi") as dsn:
+            args.dsn = dsn
+            await run(args)
+    else:
+        await run(args)
 
 
 if __name__ == "__main__":

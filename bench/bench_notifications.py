@@ -111,6 +111,16 @@ async def open_service(url: str) -> tuple[Any, SubscriptionService]:
     return storage, svc
 
 
+async def close_storage(storage: Any) -> None:
+    """Close, and on PostgreSQL drop the benchmark's own schema (it leaves nothing behind)."""
+    await storage.close()
+    schema = getattr(storage, "schema", None)
+    if schema == "nakhon_bench_notifications":
+        from nakhon.storage.postgres.testing import drop_schema
+
+        await drop_schema(storage.dsn, schema)
+
+
 async def subscribe(svc: SubscriptionService, tenant: str, uri: str, n: int) -> None:
     from nakhon.broker.jsonld import CORE_TERM_MAP
 
@@ -140,7 +150,7 @@ async def throughput(url: str, port: int, subs: int, changes: int) -> float:
             await asyncio.sleep(0.02)
         elapsed = time.perf_counter() - t0
     await svc.close()
-    await storage.close()
+    await close_storage(storage)
     return changes * subs / elapsed
 
 
@@ -167,7 +177,7 @@ async def write_rate(url: str, port: int, subs: int, seconds: float) -> float:
     await asyncio.gather(*(caller(k) for k in range(64)))
     rate = done / (time.perf_counter() - t0)
     await svc.close()
-    await storage.close()
+    await close_storage(storage)
     return rate
 
 
