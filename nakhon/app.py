@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         max_bytes=settings.context_max_bytes,
         ttl=settings.context_cache_ttl,
         store=KvContextStore(storage),
+        allow_private=settings.context_fetch_private,
     )
     broker = Broker(storage, access, max_limit=settings.max_limit)
     api = ApiState(settings, broker, access, resolver)

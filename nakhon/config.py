@@ -50,6 +50,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("context_fetch_timeout", float, 5.0,
             "Seconds to wait for a remote @context before LdContextNotAvailable."),
     Setting("context_max_bytes", int, 1_048_576, "Largest remote @context accepted, in bytes."),
+    Setting("context_fetch_private", bool, False,
+            "Fetch remote @contexts from loopback, private and link-local addresses too. Off: "
+            "only public addresses are reached (a client's @context cannot make the broker "
+            "probe its own network); turn on for a context server inside a closed network."),
     Setting("context_cache_ttl", float, 3600.0,
             "Seconds a fetched remote @context is kept before it is fetched again."),
     Setting("write_batch_max", int, 512,

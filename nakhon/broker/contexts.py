@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
-import httpx
 import orjson
 
+from nakhon.broker.context_fetch import ContextFetcher
 from nakhon.core.errors import (
     BadRequestData,
     LdContextNotAvailable,
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 NAMESPACE = "jsonldContexts"
 KINDS = ("Hosted", "Cached", "ImplicitlyCreated")
 _KIND_BY_LOWER = {k.lower(): k for k in KINDS}
-_MAX_REDIRECTS = 3
 _HOSTED_PATH = re.compile(r"/ngsi-ld/v1/jsonldContexts/([^/?#]+)$")
 
 
@@ -182,80 +181,6 @@ class StoredContext:
         return ContextInfo(self.url, self.local_id, self.kind, _iso(self.created_at),
                            None if self.last_usage is None else _iso(self.last_usage),
                            self.hits, extra)
-
-
-# -- fetching remote @contexts -------------------------------------------------------------
-
-
-class ContextFetcher:
-    """Bounded download of remote @context documents with httpx.
-
-    The whole fetch (connect, redirects, body) must finish within ``timeout`` seconds, the body
-    may not exceed ``max_bytes`` and at most 3 redirects are followed. The Content-Type is not
-    checked (many published contexts are served as ``text/plain``); the body must be a JSON
-    object with an ``@context`` member. Every failure is ``LdContextNotAvailable``.
-    """
-
-    def __init__(self, *, timeout: float, max_bytes: int) -> None:
-        self.timeout = timeout
-        self.max_bytes = max_bytes
-        self._client: httpx.AsyncClient | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _http(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client = httpx.AsyncClient(
-                follow_redirects=True, max_redirects=_MAX_REDIRECTS,
-                timeout=httpx.Timeout(self.timeout),
-                headers={"Accept": "application/ld+json, application/json;q=0.9, */*;q=0.1"})
-            self._loop = loop
-        return self._client
-
-    async def aclose(self) -> None:
-        """Close the HTTP client, if one was opened."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    async def fetch(self, url: str) -> dict[str, Any]:
-        """The JSON document at ``url`` (an object with ``@context``)."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                body = await self._get(url)
-        except TimeoutError:
-            raise LdContextNotAvailable(
-                f"@context {url} not retrieved within {self.timeout:g} s") from None
-        except httpx.HTTPError as exc:
-            raise LdContextNotAvailable(
-                f"@context {url} could not be retrieved: {type(exc).__name__} {exc}".strip()
-            ) from None
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise LdContextNotAvailable(f"@context {url} is not JSON") from None
-        if not isinstance(doc, dict) or "@context" not in doc:
-            raise LdContextNotAvailable(
-                f"@context {url} is not a JSON-LD context document (no @context member)")
-        return doc
-
-    async def _get(self, url: str) -> bytes:
-        async with self._http().stream("GET", url) as resp:
-            if resp.status_code != 200:
-                raise LdContextNotAvailable(
-                    f"@context {url} could not be retrieved: HTTP {resp.status_code}")
-            declared = resp.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > self.max_bytes:
-                raise LdContextNotAvailable(self._too_big(url))
-            buf = bytearray()
-            async for chunk in resp.aiter_bytes():
-                buf += chunk
-                if len(buf) > self.max_bytes:
-                    raise LdContextNotAvailable(self._too_big(url))
-            return bytes(buf)
-
-    def _too_big(self, url: str) -> str:
-        return f"@context {url} is larger than {self.max_bytes} bytes"
 
 
 # -- the stored @contexts of one broker ---------------------------------------------------

@@ -42,8 +42,8 @@ import orjson
 from pyld import jsonld as _pyld
 from pyld.context_resolver import ContextResolver as _PyldResolver
 
+from nakhon.broker.context_fetch import ContextFetcher
 from nakhon.broker.contexts import (
-    ContextFetcher,
     ContextInfo,
     ContextRegistry,
     ContextStore,
@@ -329,15 +329,17 @@ class ContextResolver(ContextRegistry):
     """Resolves request @contexts to :class:`TermMap` s, caching by URL and by content.
 
     Remote contexts are fetched with a bounded HTTP client (``timeout`` seconds for the whole
-    fetch, ``max_bytes``, at most 3 redirects) and kept for ``ttl`` seconds; each fetched
+    fetch, ``max_bytes``, at most 3 redirects, public addresses only unless ``allow_private``)
+    and kept for ``ttl`` seconds; each fetched
     document is recorded as a "Cached" @context (clause 5.13) in ``store``. Hosted @contexts
     (added through ``/jsonldContexts``) are served from ``store`` without any network call.
     """
 
     def __init__(self, *, timeout: float, max_bytes: int, ttl: float,
-                 store: ContextStore | None = None) -> None:
-        super().__init__(store if store is not None else InMemoryContextStore(),
-                         ContextFetcher(timeout=timeout, max_bytes=max_bytes), ttl)
+                 store: ContextStore | None = None, allow_private: bool = False) -> None:
+        fetcher = ContextFetcher(timeout=timeout, max_bytes=max_bytes,
+                                 allow_private=allow_private)
+        super().__init__(store if store is not None else InMemoryContextStore(), fetcher, ttl)
         self._cache: dict[str | bytes, _Cached] = {}
 
     def invalidate(self) -> None:

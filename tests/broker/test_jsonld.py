@@ -133,7 +133,8 @@ def server() -> Iterator[ContextServer]:
 
 @pytest.fixture
 async def resolver() -> AsyncIterator[ContextResolver]:
-    res = ContextResolver(timeout=TIMEOUT, max_bytes=MAX_BYTES, ttl=3600.0)
+    res = ContextResolver(timeout=TIMEOUT, max_bytes=MAX_BYTES, ttl=3600.0,
+                          allow_private=True)  # the test server is on 127.0.0.1
     try:
         yield res
     finally:
@@ -289,7 +290,7 @@ async def test_unreachable_and_slow_contexts_fail_within_the_timeout(
 
 async def test_expired_context_is_fetched_again_and_stale_copy_survives_outage(
         server: ContextServer) -> None:
-    res = ContextResolver(timeout=TIMEOUT, max_bytes=MAX_BYTES, ttl=0.2)
+    res = ContextResolver(timeout=TIMEOUT, max_bytes=MAX_BYTES, ttl=0.2, allow_private=True)
     url = server.url("/flaky")
     try:
         server.flaky_ok = True
