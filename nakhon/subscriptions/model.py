@@ -9,7 +9,6 @@ client its view with *its* context.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from typing import Any, Literal
 
 from nakhon.broker import query as ql
 from nakhon.broker.jsonld import TermMap
+from nakhon.broker.query.regex import PortablePattern, portable_pattern
 from nakhon.broker.validate import check_datetime
 from nakhon.core.errors import BadRequestData
 
@@ -47,7 +47,7 @@ class Selector:
     """One EntitySelector: id, idPattern and/or a type selection."""
 
     id: str | None = None
-    id_pattern: re.Pattern[str] | None = None
+    id_pattern: PortablePattern | None = None
     types: ql.TypeExpr | None = None
     # The type IRIs when the selection is a plain disjunction (indexable), else None.
     type_iris: list[str] | None = None
@@ -168,10 +168,7 @@ def _selector(raw: Any, terms: TermMap) -> Selector:
         sel.id = check_uri(raw["id"], "entities[].id")
     pattern = _str(raw, "idPattern", "entities[].idPattern")
     if pattern is not None:
-        try:
-            sel.id_pattern = re.compile(pattern)
-        except re.error as exc:
-            raise _bad(f"idPattern is not a valid regular expression: {exc}") from None
+        sel.id_pattern = portable_pattern(pattern, "entities[].idPattern")
     type_text = _str(raw, "type", "entities[].type")
     if type_text is None:
         raise _bad("each member of entities needs a type")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -55,6 +56,26 @@ async def test_type_and_ids(api: Api, headers: dict[str, str], spots: Any) -> No
         api, headers, "id=urn:ngsi-ld:ParkingSpot:002,urn:ngsi-ld:ParkingSpot:004"
     ) == [2, 4]
     assert await ids(api, headers, "idPattern=.*:00[1-3]$") == [1, 2, 3]
+
+
+@pytest.mark.parametrize(("pattern", "found"), [
+    ("(?i)parkingspot:01[0-2]$", [10, 11, 12]), (r":00(?!5)\d", [1, 2, 3, 4, 6, 7, 8, 9]),
+    (r"(?<=:0)3\d$", list(range(30, 40))), ("[^0-8]$", [9, 19, 29, 39]),
+])
+async def test_id_patterns_answer_alike_on_both_engines(
+        api: Api, headers: dict[str, str], spots: Any, pattern: str, found: list[int]) -> None:
+    assert await ids(api, headers, "idPattern=" + quote(pattern)) == found
+
+
+@pytest.mark.parametrize("pattern", ["[[:digit:]]+", r"\bSpot", "(?P<n>1)", "a{300}", "x{"])
+async def test_unportable_id_patterns_are_refused_on_both_engines(
+        api: Api, headers: dict[str, str], pattern: str) -> None:
+    r = await api.get(f"{E}?idPattern={quote(pattern)}", headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
+    q = 'name~="' + pattern.replace("\\", "\\\\") + '"'
+    r = await api.get(f"{E}?type=ParkingSpot&q={quote(q)}", headers=headers)
+    assert r.status_code == 400, r.text
 
 
 async def test_q(api: Api, headers: dict[str, str], spots: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +10,7 @@ import orjson
 from nakhon.broker import query as ql
 from nakhon.broker.jsonld import TermMap
 from nakhon.broker.model import LOCATION
+from nakhon.broker.query.regex import portable_pattern
 from nakhon.broker.render import RenderOptions
 from nakhon.core.errors import BadRequestData
 from nakhon.storage.base import EntityQuery
@@ -113,10 +113,7 @@ def entity_query(
     ids = split_list(params.get("id"))
     id_pattern = params.get("idPattern")
     if id_pattern is not None:
-        try:
-            re.compile(id_pattern)
-        except re.error as exc:
-            raise BadRequestData(f"idPattern is not a valid regular expression: {exc}.") from None
+        portable_pattern(id_pattern, "idPattern")
     type_text = params.get("type")
     type_expr = ql.parse_type_selection(type_text, terms.expand) if type_text else None
     attrs = split_list(params.get("attrs"))

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Literal as TLiteral
 
 from nakhon.broker.query.nodes import BoolParser, Node, unparse_node
+from nakhon.broker.query.regex import portable_pattern
 from nakhon.core.errors import BadRequestData
 
 Expand = Callable[[str], str]
@@ -203,9 +204,9 @@ class _QParser(BoolParser[Term]):
         if not text:
             raise self.error("the regular expression is empty")
         try:
-            re.compile(text)
-        except re.error as exc:
-            raise self.error(f"invalid regular expression {text!r}: {exc}") from exc
+            portable_pattern(text, "the q pattern")
+        except BadRequestData as exc:
+            raise self.error(exc.detail) from None
         return text
 
     def quoted(self) -> str:

@@ -11,6 +11,8 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Literal
 
+from nakhon.broker.query.regex import compile_portable
+
 Dialect = Literal["sqlite", "postgres"]
 
 # PostgreSQL casts per Python type, so asyncpg knows how to encode each parameter.
@@ -50,7 +52,7 @@ class Binder:
 @lru_cache(maxsize=512)
 def _compiled(pattern: str) -> re.Pattern[str] | None:
     try:
-        return re.compile(pattern)
+        return compile_portable(pattern)
     except re.error:
         return None
 
