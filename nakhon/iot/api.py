@@ -137,12 +137,13 @@ async def delete_device(request: Request) -> Response:
 
 
 async def dead_letters(request: Request) -> Response:
-    """Newest first; a writer sees the letters of its tenants, an admin all of them."""
+    """Newest first, paged in storage; a writer sees the letters of its tenants, an admin
+    all of them (and alone those whose tenant is unknown)."""
     principal = await _principal(request)
     if principal.anonymous:
         raise Unauthorized("Dead letters need a credential.")
     limit, offset = _page(request)
-    letters = iot(request).stats.letters(principal.tenants, limit, offset)
+    letters = await iot(request).stats.letters(principal.tenants, limit, offset)
     return json_response([d.to_doc() for d in letters], None)
 
 

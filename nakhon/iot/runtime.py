@@ -31,7 +31,7 @@ class IotRuntime:
         self.access = access
         self.storage = storage
         self.registry = Registry(storage, access, broker)
-        self.stats = IngestStats(settings.iot_dead_letters_max)
+        self.stats = IngestStats(settings.iot_dead_letters_max, storage)
         self.ingestor = Ingestor(self.registry, self.stats)
         self.batcher = Batcher(self._write, self.stats, max_items=settings.iot_batch_max,
                                max_wait=settings.iot_batch_wait_ms / 1000.0)
@@ -49,6 +49,7 @@ class IotRuntime:
 
     async def start(self) -> None:
         await self.registry.load()
+        self.stats.start()
         self.batcher.start()
         if self.mqtt is not None:
             self.mqtt.start()
@@ -58,3 +59,4 @@ class IotRuntime:
         if self.mqtt is not None:
             await self.mqtt.stop()
         await self.batcher.stop()
+        await self.stats.stop()  # after the batcher: its last refusals are letters too

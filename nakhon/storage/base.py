@@ -15,7 +15,7 @@ the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -140,6 +140,28 @@ class Storage(Protocol):
 
     async def kv_list(self, namespace: str) -> dict[str, Any]:
         """All documents of a namespace."""
+
+    async def kv_put_many(
+        self, namespace: str, items: Sequence[tuple[str, Any]], *, keep: int | None = None
+    ) -> int:
+        """Store several documents in ONE transaction; with ``keep``, then delete all but the
+        ``keep`` documents with the greatest keys (a bounded log whose keys sort by age: make
+        them fixed-width digits, so every collation orders them alike). Returns how many
+        documents were deleted."""
+
+    async def kv_page(
+        self,
+        namespace: str,
+        *,
+        limit: int,
+        offset: int = 0,
+        descending: bool = False,
+        field: str | None = None,
+        values: Collection[str] | None = None,
+    ) -> list[tuple[str, Any]]:
+        """(key, document) pairs of a namespace ordered by key, paged; with ``field`` and
+        ``values`` only documents (JSON objects) whose top-level string ``field`` is one of
+        ``values``. ``field`` is a plain identifier."""
 
 
 DEFAULT_TENANT = ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import asyncpg
@@ -48,6 +48,11 @@ from .schema import migrate
 from .writer import Writer
 
 _GET_SQL = f"SELECT {ENTITY_COLUMNS} FROM entities e WHERE e.tenant = $1 AND e.id = $2"
+# COALESCE: asyncpg sends None as SQL NULL; store it as JSON null like SQLite does.
+_KV_UPSERT = (
+    "INSERT INTO kv (namespace, key, value) VALUES ($1, $2, COALESCE($3, 'null'::jsonb))"
+    " ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value"
+)
 
 
 class PostgresStorage:
@@ -322,14 +327,45 @@ class PostgresStorage:
         )
 
     async def kv_put(self, namespace: str, key: str, value: Any) -> None:
-        await self.pool.execute(
-            # COALESCE: asyncpg sends None as SQL NULL; store it as JSON null like SQLite does.
-            "INSERT INTO kv (namespace, key, value) VALUES ($1, $2, COALESCE($3, 'null'::jsonb))"
-            " ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value",
-            namespace,
-            key,
-            value,
-        )
+        await self.pool.execute(_KV_UPSERT, namespace, key, value)
+
+    async def kv_put_many(
+        self, namespace: str, items: Sequence[tuple[str, Any]], *, keep: int | None = None
+    ) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(_KV_UPSERT, [(namespace, k, v) for k, v in items])
+            if keep is None:
+                return 0
+            status = await conn.execute(
+                # Everything up to the (keep + 1)-th newest key (nothing when there are fewer).
+                "DELETE FROM kv WHERE namespace = $1 AND key <= (SELECT key FROM kv"
+                " WHERE namespace = $1 ORDER BY key DESC LIMIT 1 OFFSET $2)",
+                namespace,
+                keep,
+            )
+            return int(status.split()[-1])
+
+    async def kv_page(
+        self,
+        namespace: str,
+        *,
+        limit: int,
+        offset: int = 0,
+        descending: bool = False,
+        field: str | None = None,
+        values: Collection[str] | None = None,
+    ) -> list[tuple[str, Any]]:
+        order = "DESC" if descending else "ASC"
+        if field is None or values is None:
+            rows = await self.pool.fetch(
+                f"SELECT key, value FROM kv WHERE namespace = $1 ORDER BY key {order}"
+                " LIMIT $2 OFFSET $3", namespace, limit, offset)
+        else:
+            rows = await self.pool.fetch(
+                "SELECT key, value FROM kv WHERE namespace = $1 AND value ->> $2 = ANY($3::text[])"
+                f" ORDER BY key {order} LIMIT $4 OFFSET $5",
+                namespace, field, list(values), limit, offset)
+        return [(r["key"], r["value"]) for r in rows]
 
     async def kv_delete(self, namespace: str, key: str) -> bool:
         status = await self.pool.execute(

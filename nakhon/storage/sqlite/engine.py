@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,6 +45,15 @@ from nakhon.storage.sqlite.writer import SqliteWriter
 
 T = TypeVar("T")
 _READERS = 4
+_KV_UPSERT = (
+    "INSERT INTO kv (namespace, key, value) VALUES (?, ?, ?) ON CONFLICT (namespace, key)"
+    " DO UPDATE SET value = excluded.value"
+)
+# Everything up to the (keep + 1)-th newest key goes (nothing when there are fewer).
+_KV_KEEP = (
+    "DELETE FROM kv WHERE namespace = ? AND key <= (SELECT key FROM kv WHERE namespace = ?"
+    " ORDER BY key DESC LIMIT 1 OFFSET ?)"
+)
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -282,11 +291,7 @@ class SqliteStorage:
         return await self._read(run)
 
     async def kv_put(self, namespace: str, key: str, value: Any) -> None:
-        await self._kv_write(
-            "INSERT INTO kv (namespace, key, value) VALUES (?, ?, ?) ON CONFLICT (namespace, key)"
-            " DO UPDATE SET value = excluded.value",
-            (namespace, key, orjson.dumps(value).decode()),
-        )
+        await self._kv_write(_KV_UPSERT, (namespace, key, orjson.dumps(value).decode()))
 
     async def kv_delete(self, namespace: str, key: str) -> bool:
         return await self._kv_write(
@@ -297,6 +302,55 @@ class SqliteStorage:
         def run(conn: sqlite3.Connection) -> dict[str, Any]:
             rows = conn.execute("SELECT key, value FROM kv WHERE namespace = ?", (namespace,))
             return {k: orjson.loads(v) for k, v in rows}
+
+        return await self._read(run)
+
+    async def kv_put_many(
+        self, namespace: str, items: Sequence[tuple[str, Any]], *, keep: int | None = None
+    ) -> int:
+        rows = [(namespace, k, orjson.dumps(v).decode()) for k, v in items]
+
+        def run() -> int:
+            conn = _connect(self.path)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(_KV_UPSERT, rows)
+                evicted = 0
+                if keep is not None:
+                    evicted = conn.execute(_KV_KEEP, (namespace, namespace, keep)).rowcount
+                conn.execute("COMMIT")
+                return evicted
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                conn.close()
+
+        return await asyncio.to_thread(run)
+
+    async def kv_page(
+        self,
+        namespace: str,
+        *,
+        limit: int,
+        offset: int = 0,
+        descending: bool = False,
+        field: str | None = None,
+        values: Collection[str] | None = None,
+    ) -> list[tuple[str, Any]]:
+        sql = "SELECT key, value FROM kv WHERE namespace = ?"
+        params: list[Any] = [namespace]
+        if field is not None and values is not None:
+            if not field.isidentifier():
+                raise ValueError(f"not a plain field name: {field!r}")
+            if not values:
+                return []
+            sql += f" AND json_extract(value, '$.{field}') IN ({', '.join('?' * len(values))})"
+            params += list(values)
+        sql += f" ORDER BY key {'DESC' if descending else 'ASC'} LIMIT ? OFFSET ?"
+        params += [limit, offset]
+
+        def run(conn: sqlite3.Connection) -> list[tuple[str, Any]]:
+            return [(k, orjson.loads(v)) for k, v in conn.execute(sql, params)]
 
         return await self._read(run)
 
