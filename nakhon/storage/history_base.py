@@ -10,7 +10,16 @@ Times cross this boundary as aware UTC ``datetime`` objects. ``TimeWindow`` is h
 ``start <= t < end``; either side may be open. The *time* of an instance depends on the
 time property: ``observedAt`` (the instance's ``observedAt``, else its modification time —
 issue 3 asks that every change be kept by observation time when there is one), ``modifiedAt``
-(when it was written) or ``createdAt`` (the attribute's creation time the instance carries).
+(when it was written), ``createdAt`` (the attribute's creation time the instance carries) or
+``deletedAt`` (only the deletion markers, at their deletion time).
+
+Deletions are history too (NGSI-LD 1.8, clause 4.8): when an attribute instance is deleted the
+writer appends a *deletion marker* — an instance of the same type whose value is NGSI-LD Null
+(:func:`null_instance`) with ``deletedAt`` — and when a whole entity is deleted also an *entity
+marker* under the reserved attribute name :data:`ENTITY_MARKER` that keeps the entity's types,
+scope and ``createdAt``, so the entity stays reachable through the temporal API. Both kinds
+have ``deleted`` set in the derived column the engines index, so aggregation and indicator
+reductions leave them out without reading the instance.
 """
 
 from __future__ import annotations
@@ -18,12 +27,47 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from nakhon.broker.model import Instance
 
-TimeProperty = Literal["observedAt", "modifiedAt", "createdAt"]
-TIME_PROPERTIES: tuple[TimeProperty, ...] = ("observedAt", "modifiedAt", "createdAt")
+TimeProperty = Literal["observedAt", "modifiedAt", "createdAt", "deletedAt"]
+TIME_PROPERTIES: tuple[TimeProperty, ...] = ("observedAt", "modifiedAt", "createdAt", "deletedAt")
+
+NGSI_LD_NULL = "urn:ngsi-ld:null"
+
+ENTITY_MARKER = "@entity"
+"""The ``attr`` of an entity deletion marker: a JSON-LD keyword, so no attribute can have this
+name. Its instance is ``{"types": [...], "scope": [...], "createdAt": ..., "deletedAt": ...}``."""
+
+_NULL_MEMBER: dict[str, tuple[str, Any]] = {
+    "Property": ("value", NGSI_LD_NULL),
+    "GeoProperty": ("value", NGSI_LD_NULL),
+    "Relationship": ("object", NGSI_LD_NULL),
+    "LanguageProperty": ("languageMap", {"@none": NGSI_LD_NULL}),
+    "VocabProperty": ("vocab", NGSI_LD_NULL),
+    "ListProperty": ("valueList", [NGSI_LD_NULL]),
+    "ListRelationship": ("objectList", [{"object": NGSI_LD_NULL}]),
+    "JsonProperty": ("json", NGSI_LD_NULL),
+}
+
+
+def null_instance(attr_type: str, dataset_id: str | None, deleted_at: str) -> Instance:
+    """The deletion marker of one attribute instance: the NGSI-LD Null form of its type
+    (clause 5.2.1: ``urn:ngsi-ld:null`` as value or object, ``{"@none": "urn:ngsi-ld:null"}``
+    as languageMap), its ``datasetId`` and ``deletedAt``."""
+    member, null = _NULL_MEMBER.get(attr_type, ("value", NGSI_LD_NULL))
+    out: Instance = {"type": attr_type if attr_type in _NULL_MEMBER else "Property",
+                     member: null}
+    if dataset_id is not None:
+        out["datasetId"] = dataset_id
+    out["deletedAt"] = deleted_at
+    return out
+
+
+def is_marker(instance: Instance) -> bool:
+    """Is this stored instance a deletion marker?"""
+    return "deletedAt" in instance
 
 AGGR_METHODS = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")
 """The aggregation methods of clause 4.5.19, in the order they are rendered."""
@@ -160,7 +204,45 @@ class HistoryStore(Protocol):
         self, selector: Selector, before: datetime, shadowed: Sequence[Selector]
     ) -> int:
         """Delete instances matching ``selector`` whose effective observation time is before
-        ``before``, except those matching one of ``shadowed`` (more specific rules)."""
+        ``before``, except those matching one of ``shadowed`` (more specific rules). An entity
+        of which only markers are left matches type selectors by the types its entity marker
+        keeps; the entity marker itself goes only once no other instance of its entity is
+        left."""
+
+    async def history_attrs(
+        self, tenant: str, entity_ids: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """The attribute IRIs each entity has any history of (entity markers left out), in
+        IRI order; entities without history are absent."""
+
+    async def history_deleted(self, query: DeletedQuery) -> list[DeletedEntity]:
+        """Entities that do not exist now but have an entity marker, in id order, each from its
+        newest marker (see :class:`DeletedQuery`)."""
+
+
+@dataclass(slots=True)
+class DeletedQuery:
+    """Deleted entities of a tenant: with ``ids`` only those; with ``types`` only those the
+    marker gives one of these types (a prefilter: the caller evaluates its type selection);
+    with ``window`` only those having an instance in it — of one of ``attrs`` when given, of
+    anything (markers included) otherwise."""
+
+    tenant: str
+    ids: Sequence[str] | None = None
+    types: Sequence[str] | None = None
+    window: TimeWindow | None = None
+    attrs: Sequence[str] | None = None
+
+
+@dataclass(slots=True)
+class DeletedEntity:
+    """What the newest entity marker keeps of a deleted entity."""
+
+    id: str
+    types: list[str]
+    scope: list[str] | None
+    created_at: str
+    deleted_at: str
 
 
 # --- reads for indicators (nakhon.kpi): per-bucket reductions computed in SQL ---------------

@@ -10,6 +10,7 @@ import orjson
 
 from nakhon.broker.model import Entity, Instance
 from nakhon.storage.base import Outcome
+from nakhon.storage.history_base import ENTITY_MARKER, null_instance
 
 
 def utc_now() -> str:
@@ -102,17 +103,51 @@ def geo_unchanged(
 
 
 def history_rows(
-    tenant: str, entity_id: str, outcome: Outcome
+    tenant: str, entity_id: str, outcome: Outcome, now: str | None = None
 ) -> Iterator[tuple[str, str, str, str | None, str | None, str, str]]:
-    """Rows of attribute history for what one mutation wrote."""
+    """Rows of attribute history for what one mutation wrote, deletion markers included
+    (``now``: the transaction time, the markers' ``deletedAt``)."""
     for iri, inst in outcome.changed:
         yield _history_row(tenant, entity_id, iri, inst)
+    if outcome.removed or outcome.deleted:
+        for iri, inst in deletion_markers(outcome, now or utc_now()):
+            yield _history_row(tenant, entity_id, iri, inst)
+
+
+def deletion_markers(outcome: Outcome, now: str) -> list[tuple[str, Instance]]:
+    """The (attribute IRI, marker) pairs recording what ``outcome`` deleted (history_base).
+
+    An instance is deleted when ``outcome.previous`` has its attribute and datasetId and the
+    new state has not — whatever the operation (delete attribute, replace, merge with Null,
+    delete entity). A deleted entity adds its entity marker. Cheap when nothing was removed:
+    only the attributes listed in ``outcome.removed`` are compared."""
+    previous = outcome.previous
+    if previous is None:
+        return []
+    after = None if outcome.deleted else outcome.entity
+    out: list[tuple[str, Instance]] = []
+    names = list(previous.attrs) if outcome.deleted else outcome.removed
+    for iri in names:
+        kept = {i.get("datasetId") for i in after.attrs.get(iri, ())} if after else set()
+        for inst in previous.attrs.get(iri, ()):
+            ds = inst.get("datasetId")
+            if ds not in kept:
+                out.append((iri, null_instance(str(inst.get("type", "Property")), ds, now)))
+    if outcome.deleted:
+        mark: Instance = {"types": list(previous.types)}
+        if previous.scope is not None:
+            mark["scope"] = list(previous.scope)
+        mark["createdAt"] = previous.created_at
+        mark["deletedAt"] = now
+        out.append((ENTITY_MARKER, mark))
+    return out
 
 
 def _history_row(
     tenant: str, entity_id: str, iri: str, inst: Instance
 ) -> tuple[str, str, str, str | None, str | None, str, str]:
-    modified = str(inst.get("modifiedAt") or "")
+    # A marker has no modifiedAt: it is written at its deletedAt.
+    modified = str(inst.get("modifiedAt") or inst.get("deletedAt") or "")
     return (
         tenant,
         entity_id,

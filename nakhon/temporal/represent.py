@@ -7,6 +7,10 @@
   ``objectLists``, ``jsons`` for the other attribute types;
 * aggregatedValues (4.5.19): per attribute (and datasetId) ``{"type", method: [[value, start,
   end], …]}`` for each asked method.
+
+A deletion marker is an instance like the others whose value is NGSI-LD Null; its ``deletedAt``
+is shown with ``options=sysAttrs`` or when it is the time property asked, and a deleted entity
+shows ``deletedAt`` (with ``createdAt`` and ``modifiedAt``) under ``options=sysAttrs``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 from nakhon.broker import render
 from nakhon.broker.model import VALUE_MEMBER, Instance
 from nakhon.broker.render import RenderOptions
-from nakhon.storage.history_base import AggregateRow, StoredInstance
+from nakhon.storage.history_base import AggregateRow, StoredInstance, is_marker
 from nakhon.temporal.model import TemporalQuery, bucket_bounds, format_time, instance_id
 from nakhon.temporal.service import TemporalEntity
 
@@ -45,6 +49,8 @@ def render_temporal(
     if opts.sys_attrs:
         out["createdAt"] = entity.created_at
         out["modifiedAt"] = entity.modified_at
+        if item.deleted_at is not None:
+            out["deletedAt"] = item.deleted_at
     if query.representation == "aggregatedValues":
         for iri, rows in item.aggregates.items():
             kind = _kind(entity.attrs.get(iri))
@@ -54,7 +60,8 @@ def render_temporal(
         if query.representation == "temporalValues":
             out[compact(iri)] = _temporal_values(stored, query, compact, opts)
         else:
-            out[compact(iri)] = [_normalized(iri, s, compact, opts) for s in stored]
+            show = opts.sys_attrs or query.timeproperty == "deletedAt"
+            out[compact(iri)] = [_normalized(iri, s, compact, opts, show) for s in stored]
     return out
 
 
@@ -62,8 +69,18 @@ def _kind(current: list[Instance] | None) -> str:
     return str(current[0].get("type", "Property")) if current else "Property"
 
 
-def _normalized(iri: str, stored: StoredInstance, compact: Any, opts: RenderOptions) -> Any:
-    rendered = render.render_attribute(iri, [stored.instance], compact, opts)
+def _normalized(
+    iri: str, stored: StoredInstance, compact: Any, opts: RenderOptions, show_deleted: bool
+) -> Any:
+    inst = stored.instance
+    marker = is_marker(inst)
+    if marker:
+        inst = {k: v for k, v in inst.items() if k != "deletedAt"}
+    rendered = render.render_attribute(iri, [inst], compact, opts)
+    if marker and show_deleted:
+        if not isinstance(rendered, dict):  # a concise bare value
+            rendered = {"value": rendered}
+        rendered = {**rendered, "deletedAt": stored.instance["deletedAt"]}
     if isinstance(rendered, dict):
         rendered = {**rendered, "instanceId": instance_id(stored.hid)}
     return rendered

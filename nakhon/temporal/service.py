@@ -6,7 +6,8 @@ and reaches storage only through the ``Storage`` and ``HistoryStore`` contracts.
 Which entities a temporal query returns is decided on their *current* state (id, type,
 idPattern, q, scopeQ, geo-query, attrs), paged like /entities; the history of those entities
 is then read for the time window. Instances are paged per attribute as clause 6.3.10 says
-(see :func:`_page_instances`).
+(see :func:`_page_instances`). Entities deleted since are found through their entity markers
+(:mod:`nakhon.temporal.deleted`); deleted attributes through their history.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from nakhon.storage.base import EntityQuery, Outcome, Storage, WriteOp
 from nakhon.storage.history_base import (
     AggregateQuery,
     AggregateRow,
+    DeletedQuery,
     HistoryStore,
     InstanceQuery,
     StoredInstance,
 )
-from nakhon.temporal import provision
+from nakhon.temporal import deleted, provision
 from nakhon.temporal.model import TemporalQuery, bucket_bounds
 
 
@@ -53,11 +55,13 @@ class PageRange:
 
 @dataclass(slots=True)
 class TemporalEntity:
-    """One entity's answer: its current state (for id/type) and the selected history."""
+    """One entity's answer: its current state (for id/type) and the selected history;
+    ``deleted_at`` when the entity does not exist now (``entity`` is then its marker's stub)."""
 
     entity: Entity
     instances: dict[str, list[StoredInstance]] = field(default_factory=dict)
     aggregates: dict[str, list[AggregateRow]] = field(default_factory=dict)
+    deleted_at: str | None = None
 
 
 @dataclass(slots=True)
@@ -88,9 +92,18 @@ class Temporal:
         query: TemporalQuery,
         attrs: Sequence[str] | None,
     ) -> TemporalResult:
-        """The temporal evolution of one entity (404 when it does not exist)."""
+        """The temporal evolution of one entity, also when it was deleted since (404 when it
+        neither exists nor has an entity marker)."""
         await self.access.require_read(principal, tenant)
-        entity = await self.broker.retrieve_entity(principal, tenant, entity_id)
+        try:
+            entity = await self.broker.retrieve_entity(principal, tenant, entity_id)
+        except ResourceNotFound:
+            found = await self.storage.history_deleted(DeletedQuery(tenant, ids=[entity_id]))
+            if not found:
+                raise
+            result = await self._history(tenant, [deleted.stub(found[0])], query, attrs, None)
+            result.entities[0].deleted_at = found[0].deleted_at
+            return result
         return await self._history(tenant, [entity], query, attrs, None)
 
     async def query(
@@ -100,10 +113,26 @@ class Temporal:
         selection: EntityQuery,
         query: TemporalQuery,
     ) -> TemporalResult:
-        """The temporal evolution of the entities a query selects (one page of entities)."""
+        """The temporal evolution of the entities a query selects (one page of entities),
+        those deleted since included (after the existing ones, see ``temporal.deleted``)."""
         await self.access.require_read(principal, tenant)
         page = await self.broker.query_entities(principal, tenant, selection)
-        return await self._history(tenant, page.entities, query, selection.attrs, page.count)
+        gone = await deleted.find(self.storage, tenant, selection, query.window())
+        if not gone:
+            return await self._history(tenant, page.entities, query, selection.attrs, page.count)
+        total = deleted.known_total(selection, page)
+        if total is None and (selection.count or len(page.entities) < selection.limit):
+            counted = await self.broker.query_entities(
+                principal, tenant, deleted.counting(selection)
+            )
+            total = counted.count or 0
+        merged = deleted.merge(selection, gone, page, total or 0)
+        result = await self._history(
+            tenant, merged.entities, query, selection.attrs, merged.count
+        )
+        for item in result.entities:
+            item.deleted_at = merged.deleted_at.get(item.entity.id)
+        return result
 
     async def _history(
         self,
@@ -114,10 +143,17 @@ class Temporal:
         count: int | None,
     ) -> TemporalResult:
         pairs: list[tuple[str, str]] = []
+        past: dict[str, list[str]] = {}
+        if not attrs and entities:
+            past = await self.storage.history_attrs(tenant, [e.id for e in entities])
         for entity in entities:
-            # The attributes named, else the entity's current ones (history of an attribute
-            # deleted since is reached by naming it in attrs).
-            names = list(attrs) if attrs else list(entity.attrs)
+            # The attributes named, else the entity's current ones and then those it has
+            # history of (attributes deleted since, with their deletion markers).
+            if attrs:
+                names = list(attrs)
+            else:
+                names = list(entity.attrs)
+                names += [a for a in past.get(entity.id, ()) if a not in entity.attrs]
             pairs.extend((entity.id, a) for a in names)
         out = [TemporalEntity(e) for e in entities]
         by_id = {t.entity.id: t for t in out}

@@ -196,7 +196,7 @@ async def test_paging_forward_and_backward(api: Api, headers: dict[str, str]) ->
         "timerel=between&timeAt=2024-01-01T00:00:00Z",
         "timerel=between&timeAt=2024-01-02T00:00:00Z&endTimeAt=2024-01-01T00:00:00Z",
         "timeAt=2024-01-01T00:00:00Z",
-        "timeproperty=deletedAt",
+        "timeproperty=expiresAt",
         "lastN=0",
         "lastN=many",
         "options=aggregatedValues",

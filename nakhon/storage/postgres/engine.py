@@ -28,6 +28,8 @@ from nakhon.storage.base import (
 from nakhon.storage.history_base import (
     AggregateQuery,
     AggregateRow,
+    DeletedEntity,
+    DeletedQuery,
     DropQuery,
     DropRow,
     HistogramQuery,
@@ -270,6 +272,12 @@ class PostgresStorage:
 
     async def history_entities(self, tenant: str, entity_ids: Sequence[str]) -> set[str]:
         return await history.entities_with_history(self.pool, tenant, entity_ids)
+
+    async def history_attrs(self, tenant: str, entity_ids: Sequence[str]) -> dict[str, list[str]]:
+        return await history.attrs_of(self.pool, tenant, entity_ids)
+
+    async def history_deleted(self, query: DeletedQuery) -> list[DeletedEntity]:
+        return await history.deleted_entities(self.pool, query)
 
     async def history_value_histogram(self, query: HistogramQuery) -> list[HistogramRow]:
         return await history.value_histogram(self.pool, query)

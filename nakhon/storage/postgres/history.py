@@ -17,9 +17,12 @@ import asyncpg
 
 from nakhon.broker.model import Instance
 from nakhon.storage.history_base import (
+    ENTITY_MARKER,
     AggregateQuery,
     AggregateRow,
     Buckets,
+    DeletedEntity,
+    DeletedQuery,
     DropQuery,
     DropRow,
     HistogramQuery,
@@ -39,6 +42,7 @@ _TIME = {
     "observedAt": "h.ts",
     "modifiedAt": "h.modified_at",
     "createdAt": "(h.instance ->> 'createdAt')::timestamptz",
+    "deletedAt": "h.ts",  # a marker is written at its deletedAt (and _window adds "deleted")
 }
 
 _ANY_VALUE = (
@@ -62,6 +66,8 @@ class _Params:
 def _window(window: TimeWindow, p: _Params) -> str:
     t = _TIME[window.prop]
     sql = f" AND {t} IS NOT NULL"
+    if window.prop == "deletedAt":
+        sql += " AND h.deleted"
     if window.start is not None:
         sql += f" AND {t} >= {p.add(window.start)}"
     if window.end is not None:
@@ -146,7 +152,7 @@ async def aggregate(pool: asyncpg.Pool, query: AggregateQuery) -> list[Aggregate
         f"SELECT h.entity_id, h.attr, h.dataset_id, {bucket} AS b, {', '.join(cols)}"
         f" FROM attr_history h"
         f" WHERE h.tenant = {tenant} AND h.entity_id {e_cond} AND h.attr {a_cond}{where}"
-        " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+        " AND NOT h.deleted GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
     )
     rows = await pool.fetch(sql, *p.values)
     wanted = set(query.pairs)
@@ -255,16 +261,18 @@ async def state_durations(pool: asyncpg.Pool, query: StateQuery) -> list[StateRo
     if not query.pairs:
         return []
     p = _Params()
-    cols = "h.hid, jsonb_typeof(h.instance -> 'value') AS jt, h.instance ->> 'value' AS v"
+    cols = ("h.hid, h.deleted, jsonb_typeof(h.instance -> 'value') AS jt,"
+            " h.instance ->> 'value' AS v")
     frm, step = _pairs_lateral(query.tenant, query.pairs, query.window, query.buckets, p, cols)
     until = p.add(query.until)
     # Seconds as exact numeric differences of epochs, summed, then one float per row.
     rows = await pool.fetch(
         "SELECT eid, attr, b, v, sum(extract(epoch from u) - extract(epoch from t)) FROM ("
-        " SELECT k.eid, k.attr, x.b, x.t, x.jt, x.v,"
+        " SELECT k.eid, k.attr, x.b, x.t, x.deleted, x.jt, x.v,"
         "  coalesce(lead(x.t) OVER (PARTITION BY k.n, x.b ORDER BY x.t, x.hid),"
         f"   least(x.b + {step}::interval, {until}::timestamptz)) AS u"
-        f" {frm}) y WHERE jt = 'string' AND u > t GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+        f" {frm}) y WHERE jt = 'string' AND NOT deleted AND u > t"
+        " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
         *p.values,
     )
     return [
@@ -339,6 +347,72 @@ async def entities_with_history(
         list(entity_ids),
     )
     return {r[0] for r in rows}
+
+
+async def attrs_of(
+    pool: asyncpg.Pool, tenant: str, entity_ids: Sequence[str]
+) -> dict[str, list[str]]:
+    """Distinct attributes per entity: a recursive skip through the index (one probe per
+    attribute, however long its history)."""
+    rows = await pool.fetch(
+        "WITH RECURSIVE s(eid, attr) AS ("
+        " SELECT k.eid, (SELECT min(h.attr) FROM attr_history h"
+        "  WHERE h.tenant = $1 AND h.entity_id = k.eid) FROM unnest($2::text[]) AS k(eid)"
+        " UNION ALL"
+        " SELECT s.eid, (SELECT min(h.attr) FROM attr_history h"
+        "  WHERE h.tenant = $1 AND h.entity_id = s.eid AND h.attr > s.attr)"
+        " FROM s WHERE s.attr IS NOT NULL)"
+        f" SELECT eid, attr FROM s WHERE attr IS NOT NULL AND attr <> '{ENTITY_MARKER}'"
+        " ORDER BY eid, attr",
+        tenant,
+        list(entity_ids),
+    )
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        out.setdefault(r[0], []).append(r[1])
+    return out
+
+
+async def deleted_entities(pool: asyncpg.Pool, query: DeletedQuery) -> list[DeletedEntity]:
+    """The newest entity marker of each entity that does not exist now (partial index on the
+    markers); with a window, only entities with an instance in it. One statement."""
+    p = _Params()
+    sql = (
+        "SELECT DISTINCT ON (h.entity_id) h.entity_id, h.instance FROM attr_history h"
+        f" WHERE h.tenant = {p.add(query.tenant)} AND h.attr = '{ENTITY_MARKER}'"
+    )
+    if query.ids is not None:
+        sql += f" AND h.entity_id = ANY({p.add(list(query.ids))}::text[])"
+    if query.types is not None:
+        sql += f" AND jsonb_exists_any(h.instance -> 'types', {p.add(list(query.types))}::text[])"
+    sql += (
+        " AND NOT EXISTS (SELECT 1 FROM entities e WHERE e.tenant = h.tenant"
+        " AND e.id = h.entity_id)"
+    )
+    if query.window is not None:
+        # Same columns under another alias: _window speaks of "h".
+        inner = _window(query.window, p).replace("h.", "w.")
+        attrs = f" AND w.attr = ANY({p.add(list(query.attrs))}::text[])" if query.attrs else ""
+        sql += (
+            " AND EXISTS (SELECT 1 FROM attr_history w WHERE w.tenant = h.tenant"
+            f" AND w.entity_id = h.entity_id{attrs}{inner})"
+        )
+    sql += " ORDER BY h.entity_id, h.ts DESC, h.hid DESC"
+    rows = await pool.fetch(sql, *p.values)
+    out: list[DeletedEntity] = []
+    for r in rows:
+        doc: dict[str, Any] = r[1]
+        scope = doc.get("scope")
+        out.append(
+            DeletedEntity(
+                r[0],
+                list(doc.get("types") or []),
+                list(scope) if scope is not None else None,
+                str(doc.get("createdAt") or doc.get("deletedAt")),
+                str(doc.get("deletedAt")),
+            )
+        )
+    return out
 
 
 async def get_instance(
@@ -431,10 +505,18 @@ def _selector_sql(sel: Selector, p: _Params) -> str:
     if sel.attr is not None:
         parts.append(_iri_match("h.attr", sel.attr, p))
     if sel.entity_type is not None:
+        # The current types; for an entity that no longer exists, those its markers keep.
         match = _iri_match("ty.t", sel.entity_type, p)
+        kept = _iri_match("j.t", sel.entity_type, p)
         parts.append(
-            "EXISTS (SELECT 1 FROM entities e, unnest(e.types) AS ty(t)"
+            "(EXISTS (SELECT 1 FROM entities e, unnest(e.types) AS ty(t)"
             f" WHERE e.tenant = h.tenant AND e.id = h.entity_id AND {match})"
+            " OR (NOT EXISTS (SELECT 1 FROM entities e WHERE e.tenant = h.tenant"
+            "  AND e.id = h.entity_id)"
+            "  AND EXISTS (SELECT 1 FROM attr_history m,"
+            "   jsonb_array_elements_text(m.instance -> 'types') AS j(t)"
+            "   WHERE m.tenant = h.tenant AND m.entity_id = h.entity_id"
+            f"   AND m.attr = '{ENTITY_MARKER}' AND {kept})))"
         )
     return " AND ".join(parts) if parts else "true"
 
@@ -442,8 +524,23 @@ def _selector_sql(sel: Selector, p: _Params) -> str:
 async def prune(
     pool: asyncpg.Pool, selector: Selector, before: datetime, shadowed: Sequence[Selector]
 ) -> int:
+    """Instances first; then entity markers whose entity has nothing else left (a marker is
+    what keeps a deleted entity reachable, and what type rules match its history by)."""
     p = _Params()
     where = _selector_sql(selector, p) + f" AND h.ts < {p.add(before.astimezone(UTC))}"
     for other in shadowed:
         where += f" AND NOT ({_selector_sql(other, p)})"
-    return _count(await pool.execute(f"DELETE FROM attr_history h WHERE {where}", *p.values))
+    gone = _count(
+        await pool.execute(
+            f"DELETE FROM attr_history h WHERE {where} AND h.attr <> '{ENTITY_MARKER}'",
+            *p.values,
+        )
+    )
+    return gone + _count(
+        await pool.execute(
+            f"DELETE FROM attr_history h WHERE {where} AND h.attr = '{ENTITY_MARKER}'"
+            " AND NOT EXISTS (SELECT 1 FROM attr_history o WHERE o.tenant = h.tenant"
+            f" AND o.entity_id = h.entity_id AND o.attr <> '{ENTITY_MARKER}')",
+            *p.values,
+        )
+    )

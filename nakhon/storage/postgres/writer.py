@@ -23,7 +23,7 @@ from nakhon.broker.model import Entity
 from nakhon.core.errors import NgsiError
 from nakhon.storage.base import Outcome, WriteOp
 from nakhon.storage.hooks import Change, WriteHook
-from nakhon.storage.rows import geo_unchanged
+from nakhon.storage.rows import deletion_markers, geo_unchanged
 
 from .codec import ENTITY_COLUMNS, geo_rows, geo_values, history_rows, now_iso, row_to_entity
 
@@ -285,9 +285,13 @@ class Writer:
             slot.dirty = True
             if op.tenant and op.tenant not in self._known_tenants:
                 plan.tenants.add(op.tenant)
-            if self._history and outcome.changed:
-                # Temporal history: every (attribute, instance) written, same transaction.
-                plan.history.extend(history_rows(op.tenant, op.entity_id, outcome.changed, now))
+            if self._history and (outcome.changed or outcome.removed or outcome.deleted):
+                # Temporal history: every (attribute, instance) written, same transaction,
+                # and a marker for every instance (or entity) deleted.
+                written = outcome.changed
+                if outcome.removed or outcome.deleted:
+                    written = [*written, *deletion_markers(outcome, now)]
+                plan.history.extend(history_rows(op.tenant, op.entity_id, written, now))
 
     async def _write(self, conn: asyncpg.Connection, plan: _Plan) -> None:
         """Write the batch's net effect with a fixed, small number of statements."""

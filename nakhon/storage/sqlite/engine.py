@@ -25,6 +25,8 @@ from nakhon.storage.base import (
 from nakhon.storage.history_base import (
     AggregateQuery,
     AggregateRow,
+    DeletedEntity,
+    DeletedQuery,
     DropQuery,
     DropRow,
     HistogramQuery,
@@ -218,6 +220,12 @@ class SqliteStorage:
 
     async def history_entities(self, tenant: str, entity_ids: Sequence[str]) -> set[str]:
         return await self._read(lambda c: history.entities_with_history(c, tenant, entity_ids))
+
+    async def history_attrs(self, tenant: str, entity_ids: Sequence[str]) -> dict[str, list[str]]:
+        return await self._read(lambda c: history.attrs_of(c, tenant, entity_ids))
+
+    async def history_deleted(self, query: DeletedQuery) -> list[DeletedEntity]:
+        return await self._read(lambda c: history.deleted_entities(c, query))
 
     async def history_value_histogram(self, query: HistogramQuery) -> list[HistogramRow]:
         return await self._read(lambda conn: history.value_histogram(conn, query))

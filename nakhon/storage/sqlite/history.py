@@ -18,9 +18,12 @@ import orjson
 
 from nakhon.broker.model import Instance
 from nakhon.storage.history_base import (
+    ENTITY_MARKER,
     AggregateQuery,
     AggregateRow,
     Buckets,
+    DeletedEntity,
+    DeletedQuery,
     DropQuery,
     DropRow,
     HistogramQuery,
@@ -47,6 +50,7 @@ _TIME = {
     "observedAt": "ts_ms",
     "modifiedAt": _ms_of("modified_at"),
     "createdAt": _ms_of("json_extract(instance, '$.createdAt')"),
+    "deletedAt": "ts_ms",  # a marker is written at its deletedAt (and _window adds "deleted")
 }
 
 # distinctCount counts distinct values whatever the attribute type holds them in.
@@ -70,6 +74,8 @@ def from_ms(value: int | None) -> datetime | None:
 def _window(window: TimeWindow, params: list[Any]) -> str:
     t = _TIME[window.prop]
     sql = f" AND {t} IS NOT NULL"
+    if window.prop == "deletedAt":
+        sql += " AND deleted"
     if window.start is not None:
         sql += f" AND {t} >= ?"
         params.append(to_ms(window.start))
@@ -134,7 +140,7 @@ def aggregate(conn: sqlite3.Connection, query: AggregateQuery) -> list[Aggregate
             where0 = _window(query.window, params0)
             row = conn.execute(
                 f"SELECT num FROM attr_history WHERE tenant = ? AND entity_id = ? AND attr = ?"
-                f"{where0} AND num IS NOT NULL LIMIT 1",
+                f"{where0} AND num IS NOT NULL AND NOT deleted LIMIT 1",
                 params0,
             ).fetchone()
             shift = float(row[0]) if row else 0.0
@@ -167,7 +173,7 @@ def aggregate(conn: sqlite3.Connection, query: AggregateQuery) -> list[Aggregate
         rows = conn.execute(
             f"SELECT dataset_id, {bucket} AS b, {', '.join(cols)} FROM attr_history"
             f" WHERE tenant = ?{n + 1} AND entity_id = ?{n + 2} AND attr = ?{n + 3}{where}"
-            " GROUP BY dataset_id, b ORDER BY dataset_id, b",
+            " AND NOT deleted GROUP BY dataset_id, b ORDER BY dataset_id, b",
             params,
         )
         for row in rows:
@@ -224,6 +230,85 @@ def entities_with_history(
         if row:
             found.add(eid)
     return found
+
+
+def attrs_of(
+    conn: sqlite3.Connection, tenant: str, entity_ids: Sequence[str]
+) -> dict[str, list[str]]:
+    """Distinct attributes per entity by skipping through the index (one seek per attribute,
+    however long its history)."""
+    out: dict[str, list[str]] = {}
+    for eid in entity_ids:
+        names: list[str] = []
+        row = conn.execute(
+            "SELECT min(attr) FROM attr_history WHERE tenant = ? AND entity_id = ?", (tenant, eid)
+        ).fetchone()
+        while row is not None and row[0] is not None:
+            if row[0] != ENTITY_MARKER:
+                names.append(row[0])
+            row = conn.execute(
+                "SELECT min(attr) FROM attr_history WHERE tenant = ? AND entity_id = ?"
+                " AND attr > ?",
+                (tenant, eid, row[0]),
+            ).fetchone()
+        if names:
+            out[eid] = names
+    return out
+
+
+def deleted_entities(conn: sqlite3.Connection, query: DeletedQuery) -> list[DeletedEntity]:
+    """Entity markers of entities that do not exist now (partial index on the markers), the
+    newest per entity; then, with a window, those with an instance in it."""
+    params: list[Any] = [query.tenant]
+    sql = (
+        "SELECT m.entity_id, m.instance FROM attr_history m"
+        f" WHERE m.tenant = ? AND m.attr = '{ENTITY_MARKER}'"
+    )
+    if query.ids is not None:
+        sql += f" AND m.entity_id IN ({', '.join('?' * len(query.ids))})"
+        params.extend(query.ids)
+    if query.types is not None:
+        sql += (
+            " AND EXISTS (SELECT 1 FROM json_each(m.instance, '$.types') j"
+            f" WHERE j.value IN ({', '.join('?' * len(query.types))}))"
+        )
+        params.extend(query.types)
+    sql += (
+        " AND NOT EXISTS (SELECT 1 FROM entities e WHERE e.tenant = m.tenant"
+        " AND e.id = m.entity_id) ORDER BY m.entity_id, m.ts_ms DESC, m.hid DESC"
+    )
+    found: dict[str, DeletedEntity] = {}
+    for eid, doc in conn.execute(sql, params):
+        if eid not in found:
+            found[eid] = _deleted(eid, orjson.loads(doc))
+    if query.window is None:
+        return list(found.values())
+    out: list[DeletedEntity] = []
+    for eid, item in found.items():
+        wparams: list[Any] = [query.tenant, eid]
+        where = ""
+        if query.attrs:
+            where = f" AND attr IN ({', '.join('?' * len(query.attrs))})"
+            wparams.extend(query.attrs)
+        where += _window(query.window, wparams)
+        row = conn.execute(
+            f"SELECT 1 FROM attr_history WHERE tenant = ? AND entity_id = ?{where} LIMIT 1",
+            wparams,
+        ).fetchone()
+        if row is not None:
+            out.append(item)
+    return out
+
+
+def _deleted(entity_id: str, doc: dict[str, Any]) -> DeletedEntity:
+    scope = doc.get("scope")
+    return DeletedEntity(
+        entity_id,
+        list(doc.get("types") or []),
+        list(scope) if scope is not None else None,
+        str(doc.get("createdAt") or doc.get("deletedAt")),
+        str(doc.get("deletedAt")),
+    )
 
 
 def get_instance(
@@ -302,13 +387,13 @@ def state_durations(conn: sqlite3.Connection, query: StateQuery) -> list[StateRo
         where = _renumber(_window(query.window, params), 7)
         rows = conn.execute(
             "SELECT b, v, sum(u - t) FROM ("
-            " SELECT b, t, json_type(instance, '$.value') AS jt,"
+            " SELECT b, t, deleted, json_type(instance, '$.value') AS jt,"
             "  json_extract(instance, '$.value') AS v,"
             "  coalesce(lead(t) OVER (PARTITION BY b ORDER BY t, hid),"
             "   min(?1 + (b + 1) * ?2, ?6)) AS u"
-            f" FROM (SELECT {bucket} AS b, ts_ms AS t, hid, instance FROM attr_history"
+            f" FROM (SELECT {bucket} AS b, ts_ms AS t, hid, deleted, instance FROM attr_history"
             f"  WHERE tenant = ?3 AND entity_id = ?4 AND attr = ?5{where}))"
-            " WHERE jt = 'text' AND u > t GROUP BY b, v ORDER BY b, v",
+            " WHERE jt = 'text' AND NOT deleted AND u > t GROUP BY b, v ORDER BY b, v",
             params,
         )
         for b, v, ms in rows:
@@ -438,10 +523,17 @@ def _selector_sql(sel: Selector, params: list[Any]) -> str:
     if sel.attr is not None:
         parts.append(_iri_match("h.attr", sel.attr, params))
     if sel.entity_type is not None:
+        # The current types; for an entity that no longer exists, those its markers keep.
         match = _iri_match("t.type", sel.entity_type, params)
+        kept = _iri_match("j.value", sel.entity_type, params)
         parts.append(
-            "h.entity_id IN (SELECT t.id FROM entity_types t"
+            "(h.entity_id IN (SELECT t.id FROM entity_types t"
             f" WHERE t.tenant = h.tenant AND {match})"
+            " OR (NOT EXISTS (SELECT 1 FROM entities e WHERE e.tenant = h.tenant"
+            "  AND e.id = h.entity_id)"
+            "  AND EXISTS (SELECT 1 FROM attr_history m, json_each(m.instance, '$.types') j"
+            f"   WHERE m.tenant = h.tenant AND m.entity_id = h.entity_id"
+            f"   AND m.attr = '{ENTITY_MARKER}' AND {kept})))"
         )
     return " AND ".join(parts) if parts else "1"
 
@@ -459,13 +551,23 @@ def _iri_match(column: str, name: str, params: list[Any]) -> str:
 def prune(
     conn: sqlite3.Connection, selector: Selector, before: datetime, shadowed: Sequence[Selector]
 ) -> int:
+    """Instances first; then entity markers whose entity has nothing else left (a marker is
+    what keeps a deleted entity reachable, and what type rules match its history by)."""
     params: list[Any] = []
     where = _selector_sql(selector, params)
     where += " AND h.ts_ms < ?"
     params.append(to_ms(before))
     for other in shadowed:
         where += f" AND NOT ({_selector_sql(other, params)})"
-    return conn.execute(
-        f"DELETE FROM attr_history WHERE hid IN (SELECT h.hid FROM attr_history h WHERE {where})",
+    gone = conn.execute(
+        "DELETE FROM attr_history WHERE hid IN (SELECT h.hid FROM attr_history h"
+        f" WHERE {where} AND h.attr <> '{ENTITY_MARKER}')",
+        params,
+    ).rowcount
+    return gone + conn.execute(
+        "DELETE FROM attr_history WHERE hid IN (SELECT h.hid FROM attr_history h"
+        f" WHERE {where} AND h.attr = '{ENTITY_MARKER}' AND NOT EXISTS (SELECT 1"
+        " FROM attr_history o WHERE o.tenant = h.tenant AND o.entity_id = h.entity_id"
+        f" AND o.attr <> '{ENTITY_MARKER}'))",
         params,
     ).rowcount

@@ -112,6 +112,19 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE subscriptions ADD COLUMN delivered_seq INTEGER NOT NULL DEFAULT 0;
     """,
+    # 5: deletions in temporal history (nakhon.storage.history_base). ``deleted`` tells the
+    # deletion markers (instances with deletedAt) from the rest, inside the covering index, so
+    # aggregation leaves them out without reading the instance; the partial index finds the
+    # entity markers of a tenant (deleted entities) without scanning its history.
+    """
+    ALTER TABLE attr_history ADD COLUMN deleted INTEGER GENERATED ALWAYS AS (
+        json_type(instance, '$.deletedAt') IS NOT NULL) VIRTUAL;
+    DROP INDEX attr_history_by_time;
+    CREATE INDEX attr_history_by_time
+        ON attr_history (tenant, entity_id, attr, ts_ms, num, dataset_id, deleted);
+    CREATE INDEX attr_history_entity_marks
+        ON attr_history (tenant, entity_id, ts_ms) WHERE attr = '@entity';
+    """,
 )
 
 

@@ -194,7 +194,7 @@ class SqliteWriter:
                     outcome.previous = cur.entity  # hooks rely on it (showChanges, triggers)
                 cur.entity = None if outcome.deleted else outcome.entity
                 dirty[key] = None
-                history.extend(history_rows(op.tenant, op.entity_id, outcome))
+                history.extend(history_rows(op.tenant, op.entity_id, outcome, now))
                 changes.append((op.tenant, op.entity_id, outcome))
             answers.append(results)
         if dirty:
