@@ -42,8 +42,8 @@ from nakhon.subscriptions.store import OutboxRow, Stats, SubStore, matching
 
 log = get_logger("nakhon.subscriptions.dispatcher")
 
-SCAN = 1000  # outbox rows read at a time by one subscription's worker
-CHUNK = 200  # in a long backlog, the cursor is saved at least every CHUNK seqs
+SCAN = 64  # outbox rows (write batches) read at a time by one subscription's worker
+CHUNK = 200  # in a long backlog, the cursor is saved about every CHUNK notifications
 CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 
 
@@ -83,7 +83,8 @@ class Dispatcher:
         # (which can be many times the write rate) cannot starve the writer of the GIL; the
         # outbox absorbs the burst and drains when the load drops.
         self.busy: Callable[[], bool] = lambda: False
-        self.yield_seconds = 0.005
+        self.yield_seconds = 0.002  # while busy: at most 500 sends/s from all workers together
+        self._next_slot = 0.0
         # Only one process per database delivers (at-least-once, in order): ``elect`` (set by
         # the service for PostgreSQL) waits for a database-wide lock and then sets ``leader``;
         # without it this process is the only one and leads at once.
@@ -199,17 +200,8 @@ class Dispatcher:
                     # process, or wake-ups lost in a crash.
                     await self._wait(worker.event, self.poll_interval * 5)
                     continue
-                new_cursor = rows[-1][0]  # every scanned row is handled unless we stop early
-                for row in matching(rows, pk):
-                    if self.busy():
-                        await asyncio.sleep(self.yield_seconds)
-                    if not await self._deliver_row(pk, worker, row):
-                        new_cursor = row.seq - 1
-                        break
-                    if len(rows) == SCAN and row.seq - cursor > CHUNK:
-                        # Long backlogs: record progress now and then (fewer resends on crash).
-                        await self.store.ack(pk, row.seq, self._stats(pk))
-                        self.cursors[pk] = cursor = row.seq
+                new_cursor = await self._deliver_rows(pk, worker, cursor, matching(rows, pk),
+                                                      rows[-1][0])
                 if new_cursor > self.cursors.get(pk, 0) and pk in self.registry.by_pk:
                     await self.store.ack(pk, new_cursor, self._stats(pk))
                     self.cursors[pk] = new_cursor
@@ -223,20 +215,50 @@ class Dispatcher:
                 worker.http.close()
                 worker.http = None
 
-    async def _deliver_row(self, pk: int, worker: _Worker, row: OutboxRow) -> bool:
-        """Send one row until it succeeds or is refused. False: stop (deleted, shutting down)."""
+    async def _deliver_rows(self, pk: int, worker: _Worker, cursor: int,
+                            rows: list[OutboxRow], last_seq: int) -> int:
+        """Send the rows' changes for ``pk`` in order; the new cursor (``last_seq`` when all
+        were handled, else just before the row it stopped in)."""
+        since_ack = 0
+        for n, row in enumerate(rows):
+            for index, doc in notify.changes_of(row.payload, pk):
+                if self.busy():
+                    await self._pace()
+                if not await self._deliver_change(pk, worker, row, index, doc):
+                    return row.seq - 1  # resent from this row's start (at-least-once)
+                since_ack += 1
+            if since_ack >= CHUNK and n + 1 < len(rows):
+                # Long backlogs: record progress now and then (fewer resends on crash).
+                await self.store.ack(pk, row.seq, self._stats(pk))
+                self.cursors[pk] = row.seq
+                since_ack = 0
+        return max(last_seq, cursor)
+
+    async def _pace(self) -> None:
+        """Writes first: while the writer is busy, all workers together send at most one
+        notification per ``yield_seconds`` (the outbox absorbs the rest until it calms)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + self.yield_seconds
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    async def _deliver_change(self, pk: int, worker: _Worker, row: OutboxRow, index: int | None,
+                              doc: dict[str, Any]) -> bool:
+        """Send one change until it succeeds or is refused. False: stop (deleted, stopping)."""
         attempt = 0
         while not self._stopping.is_set():
             entry = self.registry.by_pk.get(pk)
             if entry is None:
                 return False
             try:
-                data = [notify.render_payload(entry.sub, row.payload)]
+                data = [notify.render_change(entry.sub, doc)]
             except Exception:  # cannot render: never block the queue on it
                 log.exception("notification could not be rendered; dropped",
-                              subscription=entry.sub.id, seq=row.seq)
+                              subscription=entry.sub.id, seq=row.seq, index=index)
                 return True
-            nid = notify.notification_id(pk, row.seq, row.created_at)
+            nid = notify.notification_id(pk, row.seq, row.created_at, index)
             try:
                 await self.send(entry, data, nid, worker)
                 return True

@@ -44,6 +44,32 @@ class Active:
 
 
 @dataclass(slots=True)
+class Group:
+    """Candidates with equal filters: one evaluation of ``sub`` decides for all of them.
+
+    ``plain`` lists the pks that fire whenever the filter matches (no throttling, no expiry
+    before ``expiry``); the others are checked one by one."""
+
+    sub: Subscription
+    entries: list[Active]
+    plain: list[int] = field(default_factory=list)
+    checked: list[Active] = field(default_factory=list)
+    expiry: str | None = None  # the earliest expiresAt among the plain ones
+    by_type_only: bool = False
+
+    def seal(self) -> None:
+        self.by_type_only = self.sub.by_type_only
+        for entry in self.entries:
+            sub = entry.sub
+            if sub.throttling:
+                self.checked.append(entry)
+                continue
+            self.plain.append(entry.pk)
+            if sub.expires_at is not None and (self.expiry is None or sub.expires_at < self.expiry):
+                self.expiry = sub.expires_at
+
+
+@dataclass(slots=True)
 class TenantIndex:
     """The on-change subscriptions of one tenant, indexed for candidate selection."""
 
@@ -55,8 +81,9 @@ class TenantIndex:
     group: dict[int, int] = field(default_factory=dict)
     _filters: dict[Any, list[tuple[Any, int]]] = field(default_factory=dict)
     # Candidates by entity types, while no subscription is indexed by attribute (the answer
-    # then depends on the types only). Filled by the writer; a new index starts empty.
-    _by_types: dict[tuple[str, ...], list[Active]] = field(default_factory=dict)
+    # then depends on the types only), already grouped by filter. Filled by the writer; a new
+    # index starts empty.
+    _by_types: dict[tuple[str, ...], list[Group]] = field(default_factory=dict)
 
     def add(self, entry: Active) -> None:
         self.group[entry.pk] = self._group_of(entry.sub)
@@ -95,15 +122,32 @@ class TenantIndex:
             self.other.append(entry)
 
     def candidates(self, types: list[str], attrs: Iterable[str]) -> list[Active]:
+        return self._candidates(types, attrs)
+
+    def groups(self, types: list[str], attrs: Iterable[str]) -> list[Group]:
+        """The candidates, grouped by equal filters (each group is evaluated once)."""
         if self.by_attr:
-            return self._candidates(types, attrs)
+            return self._grouped(self._candidates(types, attrs))
         key = tuple(types)
         found = self._by_types.get(key)
         if found is None:
             if len(self._by_types) >= 4096:  # bound it whatever the variety of types
                 self._by_types.clear()
-            found = self._by_types[key] = self._candidates(types, ())
+            found = self._by_types[key] = self._grouped(self._candidates(types, ()))
         return found
+
+    def _grouped(self, candidates: list[Active]) -> list[Group]:
+        by_gid: dict[int, Group] = {}
+        for entry in candidates:
+            gid = self.group.get(entry.pk, -entry.pk)
+            found = by_gid.get(gid)
+            if found is None:
+                by_gid[gid] = Group(entry.sub, [entry])
+            else:
+                found.entries.append(entry)
+        for found in by_gid.values():
+            found.seal()
+        return list(by_gid.values())
 
     def _candidates(self, types: Iterable[str], attrs: Iterable[str]) -> list[Active]:
         found: dict[int, Active] = {}
@@ -165,8 +209,9 @@ class ChangeInfo:
                 if any(i.get("datasetId") not in kept for i in before.get(iri, ())):
                     self.attr_events[iri] = "attributeDeleted"
 
-    def fires(self, sub: Subscription) -> bool:
-        """Does this change meet the subscription's triggers, watched attributes and filters?"""
+    def fires(self, sub: Subscription, by_type_only: bool | None = None) -> bool:
+        """Does this change meet the subscription's triggers, watched attributes and filters?
+        ``by_type_only``: ``sub.by_type_only`` when the caller knows it already."""
         triggers = sub.triggers
         if self.deleted:
             if "entityDeleted" not in triggers:
@@ -182,7 +227,9 @@ class ChangeInfo:
                 return False
         entity = self.entity
         # Candidates come from the type index, so plain type selectors have matched already.
-        if sub.entities and not sub.by_type_only and \
+        if by_type_only is None:
+            by_type_only = sub.by_type_only
+        if sub.entities and not by_type_only and \
                 not any(s.matches(entity.id, entity.types) for s in sub.entities):
             return False
         if sub.q is not None and not ql.match_q(sub.q, entity):
@@ -191,7 +238,7 @@ class ChangeInfo:
             return False
         return sub.geo is None or ql.match_geo(sub.geo, entity)
 
-    def payload(self, now: str) -> bytes:
+    def payload(self, now: str) -> dict[str, Any]:
         """What the outbox keeps for this change: the entity in normal form, the previous
         instances of what changed (for showChanges) and the deletions."""
         entity = self.entity
@@ -204,7 +251,7 @@ class ChangeInfo:
         }
         if self.deleted:
             doc["deletedAt"] = now
-            return orjson.dumps(doc)
+            return doc
         doc["attrs"] = entity.attrs
         if self.previous is not None and self.attr_events:
             before = self.previous.attrs
@@ -212,7 +259,7 @@ class ChangeInfo:
         deleted = [iri for iri, ev in self.attr_events.items() if ev == "attributeDeleted"]
         if deleted:
             doc["deletedAttrs"] = deleted
-        return orjson.dumps(doc)
+        return doc
 
 
 class Registry:
@@ -243,7 +290,9 @@ class Registry:
     def _install(self, by_pk: dict[int, Active]) -> None:
         index: dict[str, TenantIndex] = {}
         for entry in by_pk.values():
-            if entry.sub.time_interval is None:  # periodic ones ignore changes
+            # Periodic ones ignore changes; paused ones generate nothing (their backlog is kept
+            # by the dispatcher until they are resumed).
+            if entry.sub.time_interval is None and entry.sub.is_active:
                 index.setdefault(entry.tenant, TenantIndex()).add(entry)
         self.index, self.by_pk = index, by_pk  # readers see either the old or the new pair
 
@@ -259,7 +308,13 @@ class Registry:
 
 
 class OutboxHook:
-    """The write hook: matching changes → ``notification_outbox`` rows, same transaction."""
+    """The write hook: matching changes → ``notification_outbox`` rows, same transaction.
+
+    One row per write *batch* (a group commit of up to hundreds of changes), not per change:
+    ``subs`` lists every subscription fired by any change of the batch and ``payload`` is
+    ``{"changes": [[[pk, ...], doc], ...]}`` — per change, the subscriptions it fires and what
+    :meth:`ChangeInfo.payload` keeps. One insert and one serialisation per batch is what keeps
+    the writer's cost per change low (see docs/subscriptions.md)."""
 
     def __init__(self, registry: Registry, wake: Callable[[set[int]], None]) -> None:
         self.registry = registry
@@ -278,59 +333,62 @@ class OutboxHook:
         index = self.registry.index
         if not index:
             return ()
-        rows: list[tuple[Any, ...]] = []
+        out: list[list[Any]] = []
+        fired_all: set[int] = set()
         for tenant, _eid, outcome in changes:
             tindex = index.get(tenant)
             if tindex is None:
                 continue
-            self._match(tindex, outcome, now, rows)
-        if not rows:
+            fired = self._match(tindex, outcome, now)
+            if fired:
+                info, pks = fired
+                out.append([pks, info.payload(now)])
+                fired_all.update(pks)
+        if not out:
             return ()
-        return (HookRows(OUTBOX_TABLE, OUTBOX_COLUMNS, rows),)
+        self._pending |= fired_all
+        subs = "," + ",".join(map(str, sorted(fired_all))) + ","
+        payload = orjson.dumps({"changes": out})
+        return (HookRows(OUTBOX_TABLE, OUTBOX_COLUMNS, [(subs, payload, now)]),)
 
-    def _match(self, tindex: TenantIndex, outcome: Outcome, now: str,
-               rows: list[tuple[Any, ...]]) -> None:
+    def _match(self, tindex: TenantIndex, outcome: Outcome,
+               now: str) -> tuple[ChangeInfo, list[int]] | None:
         entity = outcome.entity or outcome.previous
         if entity is None:
-            return
+            return None
         if tindex.by_attr:
             attrs: list[str] = [iri for iri, _ in outcome.changed] + outcome.removed
         else:
             attrs = []  # not consulted: candidates then depend on the types alone
-        candidates = tindex.candidates(entity.types, attrs)
-        if not candidates:
-            return
+        groups = tindex.groups(entity.types, attrs)
+        if not groups:
+            return None
         info = ChangeInfo(outcome)
         fired: list[int] = []
-        verdicts: dict[int, bool] = {}  # by filter group: equal filters are evaluated once
-        group = tindex.group
-        for entry in candidates:
-            sub = entry.sub
+        for group in groups:
             try:
-                if not sub.live(now):
-                    continue
-                gid = group.get(entry.pk)
-                verdict = verdicts.get(gid) if gid is not None else None
-                if verdict is None:
-                    verdict = info.fires(sub)
-                    if gid is not None:
-                        verdicts[gid] = verdict
-                if not verdict:
+                if not info.fires(group.sub, group.by_type_only):
                     continue
             except Exception:  # a filter that cannot evaluate this entity does not match it
-                log.exception("subscription filter failed", subscription=sub.id)
+                log.exception("subscription filter failed", subscription=group.sub.id)
                 continue
-            if sub.throttling:
+            if group.plain:
+                if group.expiry is None or now < group.expiry:
+                    fired.extend(group.plain)
+                else:
+                    fired.extend(e.pk for e in group.entries
+                                 if not e.sub.throttling and e.sub.live(now))
+            for entry in group.checked:
+                sub = entry.sub
+                if not sub.live(now):
+                    continue
                 clock = time.monotonic()
                 last = self._last_fired.get(entry.pk)
                 if last is not None and clock - last < sub.throttling:
                     continue  # 5.2.12: changes within the throttling period are not notified
                 self._last_fired[entry.pk] = clock
-            fired.append(entry.pk)
-        if fired:
-            # One row per change, fanned out: ",3,7," lists the subscriptions it fires.
-            rows.append(("," + ",".join(map(str, fired)) + ",", info.payload(now), now))
-            self._pending.update(fired)
+                fired.append(entry.pk)
+        return (info, fired) if fired else None
 
     def committed(self) -> None:
         if self._pending:

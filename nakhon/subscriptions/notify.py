@@ -32,9 +32,23 @@ _PREVIOUS = {
 }
 
 
-def notification_id(sub_pk: int, seq: int, created_at: str) -> str:
-    """Stable per outbox row, so a receiver can drop a redelivered duplicate (at-least-once)."""
-    return f"urn:ngsi-ld:Notification:{uuid.uuid5(NOTIFICATION_NS, f'{sub_pk}:{seq}:{created_at}')}"
+def notification_id(sub_pk: int, seq: int, created_at: str, index: int | None = None) -> str:
+    """Stable per change of an outbox row, so a receiver can drop a redelivered duplicate
+    (at-least-once). ``index``: the change's place in a batch row (None: a one-change row)."""
+    at = seq if index is None else f"{seq}.{index}"
+    return f"urn:ngsi-ld:Notification:{uuid.uuid5(NOTIFICATION_NS, f'{sub_pk}:{at}:{created_at}')}"
+
+
+def changes_of(payload: bytes, sub_pk: int) -> list[tuple[int | None, dict[str, Any]]]:
+    """The changes of one outbox row that fire ``sub_pk``: (index in the row, payload doc).
+
+    A row is a write batch, ``{"changes": [[[pk, ...], doc], ...]}``; a row written by an
+    earlier version holds one change, the doc itself (index None)."""
+    decoded = orjson.loads(payload)
+    changes = decoded.get("changes")
+    if changes is None:
+        return [(None, decoded)]
+    return [(i, doc) for i, (pks, doc) in enumerate(changes) if sub_pk in pks]
 
 
 def options(sub: Subscription) -> render.RenderOptions:
@@ -124,5 +138,3 @@ def _feature(entity: dict[str, Any]) -> dict[str, Any]:
             "properties": props}
 
 
-def render_payload(sub: Subscription, payload: bytes) -> dict[str, Any]:
-    return render_change(sub, orjson.loads(payload))

@@ -194,8 +194,11 @@ class SqliteSubStore:
         return await self._read(go)
 
     async def collect(self, below: int) -> None:
+        # The newest row always stays: SQLite numbers a new row max(seq) + 1, so an emptied
+        # table would start again at 1, behind every cursor, and those rows would never be sent.
         await self._write(lambda c: c.execute(
-            "DELETE FROM notification_outbox WHERE seq < ?", (below,)))
+            "DELETE FROM notification_outbox WHERE seq < ?"
+            " AND seq < (SELECT max(seq) FROM notification_outbox)", (below,)))
 
     async def version(self) -> str:
         row = await self._read(lambda c: c.execute(

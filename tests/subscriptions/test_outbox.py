@@ -1,0 +1,86 @@
+"""The outbox as rows of write batches: every change of a batch reaches the subscriptions it
+fires, in order, each with its own stable notification id; collecting delivered rows never
+makes a later row invisible to a cursor."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Api, _app_client
+from tests.subscriptions.conftest import sensor, subscription
+from tests.subscriptions.receiver import Receiver
+
+SUBS = "/ngsi-ld/v1/subscriptions"
+ENTITIES = "/ngsi-ld/v1/entities"
+UPSERT = "/ngsi-ld/v1/entityOperations/upsert"
+
+
+async def _create(client: Any, headers: dict[str, str], body: dict[str, Any]) -> str:
+    r = await client.post(SUBS, json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return str(r.headers["location"].rsplit("/", 1)[1])
+
+
+def _value(attr: Any) -> Any:
+    return attr["value"] if isinstance(attr, dict) else attr
+
+
+async def test_a_batch_notifies_each_change_per_subscription(
+    api: Api, headers: dict[str, str], receiver: Receiver
+) -> None:
+    plain = await _create(api, headers, subscription(receiver.url, q="temperature>=2"))
+    changes = await _create(api, headers, subscription(
+        receiver.url, notification={"showChanges": True, "format": "concise"}))
+    # One request, one transaction, one outbox row: five entities created...
+    r = await api.post(UPSERT, json=[sensor(f"urn:b:{i}", i) for i in range(5)], headers=headers)
+    assert r.status_code in (201, 204), r.text
+    # ... and updated.
+    r = await api.post(UPSERT + "?options=update",
+                       json=[sensor(f"urn:b:{i}", 10 + i) for i in range(5)], headers=headers)
+    assert r.status_code in (201, 204), r.text
+    got = await receiver.wait_for(3 + 5 + 5 + 5, seconds=15)
+    await receiver.quiet()
+    assert len(receiver.received) == 18
+    by_sub: dict[str, list[dict[str, Any]]] = {}
+    for note in got:
+        by_sub.setdefault(note.body["subscriptionId"], []).append(note.body)
+    ids = [n.body["id"] for n in got]
+    assert len(set(ids)) == len(ids)  # one id per (subscription, change)
+    first = [(n["data"][0]["id"], n["data"][0]["temperature"]["value"]) for n in by_sub[plain]]
+    assert first == [(f"urn:b:{i}", i) for i in range(2, 5)] + [
+        (f"urn:b:{i}", 10 + i) for i in range(5)]
+    second = [n["data"][0] for n in by_sub[changes]]
+    # concise: a bare value, or an object where showChanges adds the previous value
+    assert [(e["id"], _value(e["temperature"])) for e in second] == [
+        (f"urn:b:{i}", i) for i in range(5)] + [(f"urn:b:{i}", 10 + i) for i in range(5)]
+    assert [e["temperature"].get("previousValue") for e in second[5:]] == list(range(5))
+    assert all("previousValue" not in n["data"][0]["temperature"] for n in by_sub[plain])
+
+
+async def test_collected_outbox_keeps_later_rows_visible(tmp_path: Path,
+                                                         receiver: Receiver) -> None:
+    """SQLite gives a new row max(seq) + 1: were every row deleted, seq would start again at 1,
+    below the cursors. Collecting must leave the newest row in place."""
+    gen = _app_client(f"sqlite:///{tmp_path / 'n.db'}", tmp_path, "off")
+    client = await gen.__anext__()
+    h = {"NGSILD-Tenant": "collect"}
+    try:
+        await _create(client, h, subscription(receiver.url))
+        for n in range(3):
+            r = await client.post(ENTITIES, json=sensor(f"urn:c:{n}", n), headers=h)
+            assert r.status_code == 201
+        await receiver.wait_for(3)
+        dispatcher = client.app.state.subscriptions.dispatcher  # type: ignore[attr-defined]
+        for _ in range(100):
+            if dispatcher.cursors and min(dispatcher.cursors.values()) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        await dispatcher.store.collect(min(dispatcher.cursors.values()) + 1)  # all delivered
+        r = await client.post(ENTITIES, json=sensor("urn:c:late", 9), headers=h)
+        assert r.status_code == 201
+        await receiver.wait_for(4, seconds=15)
+        assert receiver.entities()[-1]["id"] == "urn:c:late"
+    finally:
+        await gen.aclose()
