@@ -4,7 +4,8 @@ Migration 0003 adds ``hid`` (identity), ``ts`` (observedAt, else modification ti
 (the value when a JSON number) as generated columns, plus a covering index on
 ``(tenant, entity_id, attr, ts) INCLUDE (num, dataset_id)``: instance reads are index range
 scans with a LIMIT per pair (``LATERAL``), and aggregation is an index-only scan grouped by
-``date_bin`` — all in one statement per request.
+``date_bin`` — all in one statement per request. Indicator reductions are in ``history_kpi``,
+deleted entities in ``history_deleted``, shared SQL pieces in ``history_sql``.
 """
 
 from __future__ import annotations
@@ -20,30 +21,33 @@ from nakhon.storage.history_base import (
     ENTITY_MARKER,
     AggregateQuery,
     AggregateRow,
-    Buckets,
-    DeletedEntity,
-    DeletedQuery,
-    DropQuery,
-    DropRow,
-    HistogramQuery,
-    HistogramRow,
     InstanceQuery,
     Selector,
-    StateQuery,
-    StateRow,
     StoredInstance,
-    TimeWindow,
-    WrittenQuery,
 )
 
 from .codec import parse_time
+from .history_deleted import attrs_of, deleted_entities
+from .history_kpi import mark, state_durations, value_drops, value_histogram, written_after
+from .history_sql import TIME, Params, window_sql
 
-_TIME = {
-    "observedAt": "h.ts",
-    "modifiedAt": "h.modified_at",
-    "createdAt": "(h.instance ->> 'createdAt')::timestamptz",
-    "deletedAt": "h.ts",  # a marker is written at its deletedAt (and _window adds "deleted")
-}
+__all__ = [
+    "aggregate",
+    "attrs_of",
+    "delete_history",
+    "delete_instance",
+    "deleted_entities",
+    "entities_with_history",
+    "get_instance",
+    "instances",
+    "mark",
+    "prune",
+    "replace_instance",
+    "state_durations",
+    "value_drops",
+    "value_histogram",
+    "written_after",
+]
 
 _ANY_VALUE = (
     "coalesce(h.instance -> 'value', h.instance -> 'object', h.instance -> 'languageMap',"
@@ -52,41 +56,18 @@ _ANY_VALUE = (
 )
 
 
-class _Params:
-    """Collects positional parameters and hands out their ``$n`` placeholders."""
-
-    def __init__(self) -> None:
-        self.values: list[Any] = []
-
-    def add(self, value: Any) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}"
-
-
-def _window(window: TimeWindow, p: _Params) -> str:
-    t = _TIME[window.prop]
-    sql = f" AND {t} IS NOT NULL"
-    if window.prop == "deletedAt":
-        sql += " AND h.deleted"
-    if window.start is not None:
-        sql += f" AND {t} >= {p.add(window.start)}"
-    if window.end is not None:
-        sql += f" AND {t} < {p.add(window.end)}"
-    return sql
-
-
 async def instances(pool: asyncpg.Pool, query: InstanceQuery) -> list[StoredInstance]:
     """Per pair, at most ``limit`` instances in the window: one statement, a LATERAL index
     range scan with LIMIT per pair."""
     if not query.pairs:
         return []
-    t = _TIME[query.window.prop]
+    t = TIME[query.window.prop]
     order = "DESC" if query.newest_first else "ASC"
-    p = _Params()
+    p = Params()
     tenant = p.add(query.tenant)
     eids = p.add([e for e, _ in query.pairs])
     attrs = p.add([a for _, a in query.pairs])
-    where = _window(query.window, p)
+    where = window_sql(query.window, p)
     limit = p.add(query.limit)
     sql = (
         f"SELECT k.eid, k.attr, x.hid, x.t, x.instance"
@@ -100,7 +81,7 @@ async def instances(pool: asyncpg.Pool, query: InstanceQuery) -> list[StoredInst
     return [StoredInstance(r["hid"], r["eid"], r["attr"], r["t"], r["instance"]) for r in rows]
 
 
-def _bucket_sql(query: AggregateQuery, t: str, p: _Params) -> str:
+def _bucket_sql(query: AggregateQuery, t: str, p: Params) -> str:
     b = query.buckets
     if b.seconds:
         step = p.add(timedelta(seconds=b.seconds))
@@ -121,9 +102,9 @@ async def aggregate(pool: asyncpg.Pool, query: AggregateQuery) -> list[Aggregate
     """One GROUP BY over the covering index for every pair (index-only scan)."""
     if not query.pairs:
         return []
-    t = _TIME[query.window.prop]
+    t = TIME[query.window.prop]
     m = query.methods
-    p = _Params()
+    p = Params()
     bucket = _bucket_sql(query, t, p)
     tenant = p.add(query.tenant)
     eid_set = sorted({e for e, _ in query.pairs})
@@ -132,7 +113,7 @@ async def aggregate(pool: asyncpg.Pool, query: AggregateQuery) -> list[Aggregate
     # is then exact and it picks the index-only scan without hesitation.
     e_cond = _in(eid_set, p)
     a_cond = _in(attr_set, p)
-    where = _window(query.window, p)
+    where = window_sql(query.window, p)
     # Only what was asked: every aggregate costs a step per row. The first/last times are
     # needed only to label a whole-window bucket.
     whole = query.buckets.whole
@@ -184,7 +165,7 @@ async def aggregate(pool: asyncpg.Pool, query: AggregateQuery) -> list[Aggregate
     return out
 
 
-def _in(values: list[str], p: _Params) -> str:
+def _in(values: list[str], p: Params) -> str:
     if len(values) == 1:
         return f"= {p.add(values[0])}"
     return f"= ANY({p.add(values)}::text[])"
@@ -202,141 +183,6 @@ def _bucket_index(query: AggregateQuery, raw: Any) -> int:
     return int(raw)
 
 
-# --- reductions for indicators (history_base: HistogramQuery, StateQuery, DropQuery) ---------
-#
-# One statement per request: the pairs are unnested and each is a LATERAL index range scan
-# (as the instance reads), reduced per date_bin bucket inside PostgreSQL.
-
-
-def _pairs_lateral(
-    tenant: str,
-    pairs: Sequence[tuple[str, str]],
-    window: TimeWindow,
-    buckets: Buckets,
-    p: _Params,
-    cols: str,
-) -> tuple[str, str]:
-    """FROM clause of the pairs joined to their rows (``x.b`` the bucket start, ``x.t`` the
-    time, then ``cols``), and the placeholder of the bucket length."""
-    if buckets.seconds <= 0:
-        raise ValueError("indicator reductions need fixed-length buckets (seconds > 0)")
-    t = _TIME[window.prop]
-    step = p.add(timedelta(seconds=buckets.seconds))
-    origin = p.add(buckets.origin)
-    eids = p.add([e for e, _ in pairs])
-    attrs = p.add([a for _, a in pairs])
-    tenant_p = p.add(tenant)
-    where = _window(window, p)
-    sql = (
-        f" FROM unnest({eids}::text[], {attrs}::text[]) WITH ORDINALITY AS k(eid, attr, n)"
-        f" CROSS JOIN LATERAL (SELECT date_bin({step}::interval, {t}, {origin}::timestamptz)"
-        f"  AS b, {t} AS t, {cols} FROM attr_history h"
-        f"  WHERE h.tenant = {tenant_p} AND h.entity_id = k.eid AND h.attr = k.attr{where}) x"
-    )
-    return sql, step
-
-
-def _index(buckets: Buckets, start: datetime) -> int:
-    return round((start - buckets.origin).total_seconds() / buckets.seconds)
-
-
-async def value_histogram(pool: asyncpg.Pool, query: HistogramQuery) -> list[HistogramRow]:
-    if not query.pairs:
-        return []
-    p = _Params()
-    frm, _ = _pairs_lateral(query.tenant, query.pairs, query.window, query.buckets, p, "h.num")
-    width = p.add(query.width)
-    cond = "x.num IS NOT NULL"
-    if query.min_value is not None:
-        cond += f" AND x.num >= {p.add(query.min_value)}::float8"
-    rows = await pool.fetch(
-        f"SELECT x.b, floor(x.num / {width}::float8)::bigint AS bin, count(*), sum(x.num)"
-        f"{frm} WHERE {cond} GROUP BY 1, 2 ORDER BY 1, 2",
-        *p.values,
-    )
-    return [HistogramRow(_index(query.buckets, r[0]), r[1], r[2], float(r[3])) for r in rows]
-
-
-async def state_durations(pool: asyncpg.Pool, query: StateQuery) -> list[StateRow]:
-    if not query.pairs:
-        return []
-    p = _Params()
-    cols = ("h.hid, h.deleted, jsonb_typeof(h.instance -> 'value') AS jt,"
-            " h.instance ->> 'value' AS v")
-    frm, step = _pairs_lateral(query.tenant, query.pairs, query.window, query.buckets, p, cols)
-    until = p.add(query.until)
-    # Seconds as exact numeric differences of epochs, summed, then one float per row.
-    rows = await pool.fetch(
-        "SELECT eid, attr, b, v, sum(extract(epoch from u) - extract(epoch from t)) FROM ("
-        " SELECT k.eid, k.attr, x.b, x.t, x.deleted, x.jt, x.v,"
-        "  coalesce(lead(x.t) OVER (PARTITION BY k.n, x.b ORDER BY x.t, x.hid),"
-        f"   least(x.b + {step}::interval, {until}::timestamptz)) AS u"
-        f" {frm}) y WHERE jt = 'string' AND NOT deleted AND u > t"
-        " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
-        *p.values,
-    )
-    return [
-        StateRow(r[0], r[1], _index(query.buckets, r[2]), r[3], float(r[4])) for r in rows
-    ]
-
-
-async def value_drops(pool: asyncpg.Pool, query: DropQuery) -> list[DropRow]:
-    if not query.pairs:
-        return []
-    p = _Params()
-    cols = "h.hid, h.num"
-    frm, _ = _pairs_lateral(query.tenant, query.pairs, query.window, query.buckets, p, cols)
-    drop = p.add(query.drop)
-    rows = await pool.fetch(
-        "SELECT eid, attr, b, count(*), sum(num), count(*) FILTER (WHERE prev - num >= "
-        f"{drop}::float8) FROM ("
-        " SELECT k.eid, k.attr, x.b, x.num,"
-        "  lag(x.num) OVER (PARTITION BY k.n, x.b ORDER BY x.t, x.hid) AS prev"
-        f" {frm} WHERE x.num IS NOT NULL) y GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-        *p.values,
-    )
-    return [
-        DropRow(r[0], r[1], _index(query.buckets, r[2]), r[3], float(r[4]), r[5]) for r in rows
-    ]
-
-
-
-async def mark(pool: asyncpg.Pool) -> int:
-    """The greatest committed hid once no insert is in flight.
-
-    hid comes from a sequence, so a transaction still running could commit a smaller hid
-    after a plain ``max(hid)`` is read. SHARE mode conflicts with the ROW EXCLUSIVE lock every
-    INSERT/COPY holds until it ends (taken before its hid is drawn): waiting for it means every
-    hid drawn so far is committed or rolled back, and later ones are greater. Writers wait
-    only for the index lookup of max(hid)."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("LOCK TABLE attr_history IN SHARE MODE")
-        value = await conn.fetchval("SELECT coalesce(max(hid), 0) FROM attr_history")
-    return int(value)
-
-
-async def written_after(pool: asyncpg.Pool, query: WrittenQuery) -> set[int]:
-    """A range scan of the hid index: only rows written after the mark are read (few, between
-    two periodic runs), where a scan of the window per pair would fetch every row of the late
-    days from the heap (hid is not in the covering index). The pairs are matched as entity ×
-    attribute sets: a superset, which can only rebuild a day more, never miss one."""
-    if not query.pairs:
-        return set()
-    p = _Params()
-    step = p.add(timedelta(seconds=query.buckets.seconds))
-    origin = p.add(query.buckets.origin)
-    sql = (
-        f"SELECT DISTINCT date_bin({step}::interval, {_TIME[query.window.prop]},"
-        f" {origin}::timestamptz) FROM attr_history h WHERE h.hid > {p.add(query.mark)}"
-        f" AND h.tenant = {p.add(query.tenant)}"
-        f" AND h.entity_id = ANY({p.add(sorted({e for e, _ in query.pairs}))}::text[])"
-        f" AND h.attr = ANY({p.add(sorted({a for _, a in query.pairs}))}::text[])"
-        f"{_window(query.window, p)}"
-    )
-    rows = await pool.fetch(sql, *p.values)
-    return {_index(query.buckets, r[0]) for r in rows}
-
-
 async def entities_with_history(
     pool: asyncpg.Pool, tenant: str, entity_ids: Sequence[str]
 ) -> set[str]:
@@ -347,72 +193,6 @@ async def entities_with_history(
         list(entity_ids),
     )
     return {r[0] for r in rows}
-
-
-async def attrs_of(
-    pool: asyncpg.Pool, tenant: str, entity_ids: Sequence[str]
-) -> dict[str, list[str]]:
-    """Distinct attributes per entity: a recursive skip through the index (one probe per
-    attribute, however long its history)."""
-    rows = await pool.fetch(
-        "WITH RECURSIVE s(eid, attr) AS ("
-        " SELECT k.eid, (SELECT min(h.attr) FROM attr_history h"
-        "  WHERE h.tenant = $1 AND h.entity_id = k.eid) FROM unnest($2::text[]) AS k(eid)"
-        " UNION ALL"
-        " SELECT s.eid, (SELECT min(h.attr) FROM attr_history h"
-        "  WHERE h.tenant = $1 AND h.entity_id = s.eid AND h.attr > s.attr)"
-        " FROM s WHERE s.attr IS NOT NULL)"
-        f" SELECT eid, attr FROM s WHERE attr IS NOT NULL AND attr <> '{ENTITY_MARKER}'"
-        " ORDER BY eid, attr",
-        tenant,
-        list(entity_ids),
-    )
-    out: dict[str, list[str]] = {}
-    for r in rows:
-        out.setdefault(r[0], []).append(r[1])
-    return out
-
-
-async def deleted_entities(pool: asyncpg.Pool, query: DeletedQuery) -> list[DeletedEntity]:
-    """The newest entity marker of each entity that does not exist now (partial index on the
-    markers); with a window, only entities with an instance in it. One statement."""
-    p = _Params()
-    sql = (
-        "SELECT DISTINCT ON (h.entity_id) h.entity_id, h.instance FROM attr_history h"
-        f" WHERE h.tenant = {p.add(query.tenant)} AND h.attr = '{ENTITY_MARKER}'"
-    )
-    if query.ids is not None:
-        sql += f" AND h.entity_id = ANY({p.add(list(query.ids))}::text[])"
-    if query.types is not None:
-        sql += f" AND jsonb_exists_any(h.instance -> 'types', {p.add(list(query.types))}::text[])"
-    sql += (
-        " AND NOT EXISTS (SELECT 1 FROM entities e WHERE e.tenant = h.tenant"
-        " AND e.id = h.entity_id)"
-    )
-    if query.window is not None:
-        # Same columns under another alias: _window speaks of "h".
-        inner = _window(query.window, p).replace("h.", "w.")
-        attrs = f" AND w.attr = ANY({p.add(list(query.attrs))}::text[])" if query.attrs else ""
-        sql += (
-            " AND EXISTS (SELECT 1 FROM attr_history w WHERE w.tenant = h.tenant"
-            f" AND w.entity_id = h.entity_id{attrs}{inner})"
-        )
-    sql += " ORDER BY h.entity_id, h.ts DESC, h.hid DESC"
-    rows = await pool.fetch(sql, *p.values)
-    out: list[DeletedEntity] = []
-    for r in rows:
-        doc: dict[str, Any] = r[1]
-        scope = doc.get("scope")
-        out.append(
-            DeletedEntity(
-                r[0],
-                list(doc.get("types") or []),
-                list(scope) if scope is not None else None,
-                str(doc.get("createdAt") or doc.get("deletedAt")),
-                str(doc.get("deletedAt")),
-            )
-        )
-    return out
 
 
 async def get_instance(
@@ -446,7 +226,7 @@ async def delete_history(
     dataset_id: str | None,
     all_datasets: bool,
 ) -> int:
-    p = _Params()
+    p = Params()
     sql = (
         f"DELETE FROM attr_history WHERE tenant = {p.add(tenant)}"
         f" AND entity_id = {p.add(entity_id)}"
@@ -489,7 +269,7 @@ async def delete_instance(
     return _count(status) > 0
 
 
-def _iri_match(column: str, name: str, p: _Params) -> str:
+def _iri_match(column: str, name: str, p: Params) -> str:
     """The column is the IRI ``name`` or ends with ``/name`` or ``#name`` (a short term)."""
     full, slash, hash_ = p.add(name), p.add("/" + name), p.add("#" + name)
     return (
@@ -498,7 +278,7 @@ def _iri_match(column: str, name: str, p: _Params) -> str:
     )
 
 
-def _selector_sql(sel: Selector, p: _Params) -> str:
+def _selector_sql(sel: Selector, p: Params) -> str:
     parts: list[str] = []
     if sel.tenant is not None:
         parts.append(f"h.tenant = {p.add(sel.tenant)}")
@@ -526,7 +306,7 @@ async def prune(
 ) -> int:
     """Instances first; then entity markers whose entity has nothing else left (a marker is
     what keeps a deleted entity reachable, and what type rules match its history by)."""
-    p = _Params()
+    p = Params()
     where = _selector_sql(selector, p) + f" AND h.ts < {p.add(before.astimezone(UTC))}"
     for other in shadowed:
         where += f" AND NOT ({_selector_sql(other, p)})"

@@ -1,17 +1,18 @@
 """Temporal history on SQLite: the read side and temporal provision (``storage.history_base``).
 
-Reads run on the engine's reader connections. Times are integer epoch milliseconds inside SQL
-(``ts_ms``, a generated column, migration 3): SQLite's date functions keep milliseconds as an
-integer internally, so the same instant written with any offset gives the same key, and bounds
-compared against it are exact. Provision writes use a short connection of their own, like the
-kv writes: they are rare, and SQLite's lock serialises them with the entity writer.
-"""
+Reads run on the engine's reader connections (indicator reductions in ``history_kpi``, deleted
+entities in ``history_deleted``, shared SQL pieces in ``history_sql``). Times are integer epoch
+milliseconds inside SQL (``ts_ms``, a generated column, migration 3): SQLite's date functions
+keep milliseconds as an integer internally, so the same instant written with any offset gives
+the same key, and bounds compared against it are exact. Provision writes use a short connection
+of their own, like the kv writes: they are rare, and SQLite's lock serialises them with the
+entity writer."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -21,37 +22,37 @@ from nakhon.storage.history_base import (
     ENTITY_MARKER,
     AggregateQuery,
     AggregateRow,
-    Buckets,
-    DeletedEntity,
-    DeletedQuery,
-    DropQuery,
-    DropRow,
-    HistogramQuery,
-    HistogramRow,
     InstanceQuery,
     Selector,
-    StateQuery,
-    StateRow,
     StoredInstance,
-    TimeWindow,
-    WrittenQuery,
 )
 
+from .history_deleted import attrs_of, deleted_entities
+from .history_kpi import mark, state_durations, value_drops, value_histogram, written_after
+from .history_sql import TIME, from_ms, renumber, to_ms, window_sql
+
+__all__ = [
+    "aggregate",
+    "attrs_of",
+    "delete_history",
+    "delete_instance",
+    "deleted_entities",
+    "entities_with_history",
+    "from_ms",
+    "get_instance",
+    "instances",
+    "mark",
+    "prune",
+    "replace_instance",
+    "state_durations",
+    "to_ms",
+    "value_drops",
+    "value_histogram",
+    "write",
+    "written_after",
+]
+
 T = TypeVar("T")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _ms_of(column: str) -> str:
-    return f"CAST(round((julianday({column}) - 2440587.5) * 86400000.0) AS INTEGER)"
-
-
-# The time of an instance per time property, as epoch milliseconds.
-_TIME = {
-    "observedAt": "ts_ms",
-    "modifiedAt": _ms_of("modified_at"),
-    "createdAt": _ms_of("json_extract(instance, '$.createdAt')"),
-    "deletedAt": "ts_ms",  # a marker is written at its deletedAt (and _window adds "deleted")
-}
 
 # distinctCount counts distinct values whatever the attribute type holds them in.
 _ANY_VALUE = (
@@ -62,40 +63,17 @@ _ANY_VALUE = (
 )
 
 
-def to_ms(value: datetime) -> int:
-    """An aware datetime → epoch milliseconds (floor)."""
-    return (value - _EPOCH) // timedelta(milliseconds=1)
-
-
-def from_ms(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + timedelta(milliseconds=value)
-
-
-def _window(window: TimeWindow, params: list[Any]) -> str:
-    t = _TIME[window.prop]
-    sql = f" AND {t} IS NOT NULL"
-    if window.prop == "deletedAt":
-        sql += " AND deleted"
-    if window.start is not None:
-        sql += f" AND {t} >= ?"
-        params.append(to_ms(window.start))
-    if window.end is not None:
-        sql += f" AND {t} < ?"
-        params.append(to_ms(window.end))
-    return sql
-
-
 def instances(conn: sqlite3.Connection, query: InstanceQuery) -> list[StoredInstance]:
     """Per pair, at most ``limit`` instances in the window (one indexed range scan each).
 
     One statement per pair: in-process SQLite has no round trip to save, and a LIMIT per pair
     lets each scan stop early, which a window function over every pair could not."""
-    t = _TIME[query.window.prop]
+    t = TIME[query.window.prop]
     order = "DESC" if query.newest_first else "ASC"
     out: list[StoredInstance] = []
     for entity_id, attr in query.pairs:
         params: list[Any] = [query.tenant, entity_id, attr]
-        where = _window(query.window, params)
+        where = window_sql(query.window, params)
         params.append(query.limit)
         rows = conn.execute(
             f"SELECT hid, {t}, instance FROM attr_history"
@@ -128,7 +106,7 @@ def _bucket_sql(query: AggregateQuery, t: str, params: list[Any]) -> str:
 
 def aggregate(conn: sqlite3.Connection, query: AggregateQuery) -> list[AggregateRow]:
     """GROUP BY time bucket, per pair, over the covering index (no JSON read for numbers)."""
-    t = _TIME[query.window.prop]
+    t = TIME[query.window.prop]
     methods = query.methods
     out: list[AggregateRow] = []
     for entity_id, attr in query.pairs:
@@ -137,7 +115,7 @@ def aggregate(conn: sqlite3.Connection, query: AggregateQuery) -> list[Aggregate
             # Sums of (x - k) with k a value of the series keep the variance formula free of
             # catastrophic cancellation (SQLite has no stddev aggregate).
             params0: list[Any] = [query.tenant, entity_id, attr]
-            where0 = _window(query.window, params0)
+            where0 = window_sql(query.window, params0)
             row = conn.execute(
                 f"SELECT num FROM attr_history WHERE tenant = ? AND entity_id = ? AND attr = ?"
                 f"{where0} AND num IS NOT NULL AND NOT deleted LIMIT 1",
@@ -149,8 +127,8 @@ def aggregate(conn: sqlite3.Connection, query: AggregateQuery) -> list[Aggregate
         bucket = _bucket_sql(query, t, bparams)
         n = len(bparams)
         params: list[Any] = [*bparams, query.tenant, entity_id, attr]
-        where = _window(query.window, params)
-        where = _renumber(where, n + 4)
+        where = window_sql(query.window, params)
+        where = renumber(where, n + 4)
         whole = query.buckets.whole
         cols = [f"min({t})" if whole else "NULL", f"max({t})" if whole else "NULL",
                 "count(*)" if "totalCount" in methods else "NULL"]
@@ -178,15 +156,6 @@ def aggregate(conn: sqlite3.Connection, query: AggregateQuery) -> list[Aggregate
         )
         for row in rows:
             out.append(_aggregate_row(entity_id, attr, row, methods))
-    return out
-
-
-def _renumber(where: str, first: int) -> str:
-    """Give the window's ``?`` placeholders explicit numbers from ``first`` on."""
-    parts = where.split("?")
-    out = parts[0]
-    for i, part in enumerate(parts[1:]):
-        out += f"?{first + i}{part}"
     return out
 
 
@@ -232,85 +201,6 @@ def entities_with_history(
     return found
 
 
-def attrs_of(
-    conn: sqlite3.Connection, tenant: str, entity_ids: Sequence[str]
-) -> dict[str, list[str]]:
-    """Distinct attributes per entity by skipping through the index (one seek per attribute,
-    however long its history)."""
-    out: dict[str, list[str]] = {}
-    for eid in entity_ids:
-        names: list[str] = []
-        row = conn.execute(
-            "SELECT min(attr) FROM attr_history WHERE tenant = ? AND entity_id = ?", (tenant, eid)
-        ).fetchone()
-        while row is not None and row[0] is not None:
-            if row[0] != ENTITY_MARKER:
-                names.append(row[0])
-            row = conn.execute(
-                "SELECT min(attr) FROM attr_history WHERE tenant = ? AND entity_id = ?"
-                " AND attr > ?",
-                (tenant, eid, row[0]),
-            ).fetchone()
-        if names:
-            out[eid] = names
-    return out
-
-
-def deleted_entities(conn: sqlite3.Connection, query: DeletedQuery) -> list[DeletedEntity]:
-    """Entity markers of entities that do not exist now (partial index on the markers), the
-    newest per entity; then, with a window, those with an instance in it."""
-    params: list[Any] = [query.tenant]
-    sql = (
-        "SELECT m.entity_id, m.instance FROM attr_history m"
-        f" WHERE m.tenant = ? AND m.attr = '{ENTITY_MARKER}'"
-    )
-    if query.ids is not None:
-        sql += f" AND m.entity_id IN ({', '.join('?' * len(query.ids))})"
-        params.extend(query.ids)
-    if query.types is not None:
-        sql += (
-            " AND EXISTS (SELECT 1 FROM json_each(m.instance, '$.types') j"
-            f" WHERE j.value IN ({', '.join('?' * len(query.types))}))"
-        )
-        params.extend(query.types)
-    sql += (
-        " AND NOT EXISTS (SELECT 1 FROM entities e WHERE e.tenant = m.tenant"
-        " AND e.id = m.entity_id) ORDER BY m.entity_id, m.ts_ms DESC, m.hid DESC"
-    )
-    found: dict[str, DeletedEntity] = {}
-    for eid, doc in conn.execute(sql, params):
-        if eid not in found:
-            found[eid] = _deleted(eid, orjson.loads(doc))
-    if query.window is None:
-        return list(found.values())
-    out: list[DeletedEntity] = []
-    for eid, item in found.items():
-        wparams: list[Any] = [query.tenant, eid]
-        where = ""
-        if query.attrs:
-            where = f" AND attr IN ({', '.join('?' * len(query.attrs))})"
-            wparams.extend(query.attrs)
-        where += _window(query.window, wparams)
-        row = conn.execute(
-            f"SELECT 1 FROM attr_history WHERE tenant = ? AND entity_id = ?{where} LIMIT 1",
-            wparams,
-        ).fetchone()
-        if row is not None:
-            out.append(item)
-    return out
-
-
-def _deleted(entity_id: str, doc: dict[str, Any]) -> DeletedEntity:
-    scope = doc.get("scope")
-    return DeletedEntity(
-        entity_id,
-        list(doc.get("types") or []),
-        list(scope) if scope is not None else None,
-        str(doc.get("createdAt") or doc.get("deletedAt")),
-        str(doc.get("deletedAt")),
-    )
-
-
 def get_instance(
     conn: sqlite3.Connection, tenant: str, entity_id: str, attr: str, hid: int
 ) -> StoredInstance | None:
@@ -322,129 +212,6 @@ def get_instance(
     if row is None:
         return None
     return StoredInstance(hid, entity_id, attr, from_ms(row[0]), orjson.loads(row[1]))
-
-
-# --- reductions for indicators (history_base: HistogramQuery, StateQuery, DropQuery) ---------
-#
-# One statement per pair, as the instance reads: an index seek on (tenant, entity, attr) then
-# a range scan of the window, grouped per bucket inside SQLite. Parameters are numbered:
-# ?1 origin and ?2 bucket length (ms), ?3..?5 tenant, entity, attribute, then the rest.
-
-
-def _reduction_params(
-    tenant: str, entity_id: str, attr: str, buckets: Buckets
-) -> tuple[str, list[Any]]:
-    if buckets.seconds <= 0:
-        raise ValueError("indicator reductions need fixed-length buckets (seconds > 0)")
-    params: list[Any] = [to_ms(buckets.origin), buckets.seconds * 1000, tenant, entity_id, attr]
-    # Floor division that stays right for times before the origin.
-    return "((ts_ms - ?1) - ((((ts_ms - ?1) % ?2) + ?2) % ?2)) / ?2", params
-
-
-def _floor(expr: str) -> str:
-    """floor() without SQLite's optional math functions (CAST truncates toward zero)."""
-    return (
-        f"(CASE WHEN {expr} < CAST({expr} AS INTEGER) THEN CAST({expr} AS INTEGER) - 1"
-        f" ELSE CAST({expr} AS INTEGER) END)"
-    )
-
-
-def value_histogram(conn: sqlite3.Connection, query: HistogramQuery) -> list[HistogramRow]:
-    """Counts per (bucket, floor(num / width)) over the covering index, merged over pairs."""
-    acc: dict[tuple[int, int], list[Any]] = {}
-    for entity_id, attr in query.pairs:
-        bucket, params = _reduction_params(query.tenant, entity_id, attr, query.buckets)
-        params.append(query.width)
-        where = _window(query.window, params)
-        if query.min_value is not None:
-            where += " AND num >= ?"
-            params.append(query.min_value)
-        where = _renumber(where, 7)
-        rows = conn.execute(
-            f"SELECT b, {_floor('num / ?6')} AS bin, count(*), sum(num)"
-            f" FROM (SELECT {bucket} AS b, num FROM attr_history"
-            f"  WHERE tenant = ?3 AND entity_id = ?4 AND attr = ?5{where} AND num IS NOT NULL)"
-            " GROUP BY b, bin",
-            params,
-        )
-        for b, k, n, total in rows:
-            slot = acc.get((b, k))
-            if slot is None:
-                acc[(b, k)] = [n, total]
-            else:
-                slot[0] += n
-                slot[1] += total
-    return [HistogramRow(b, k, n, float(s)) for (b, k), (n, s) in sorted(acc.items())]
-
-
-def state_durations(conn: sqlite3.Connection, query: StateQuery) -> list[StateRow]:
-    """LEAD over (time, hid) per bucket gives each instance its holding time; the value is
-    read from the instance (strings are not in the index)."""
-    out: list[StateRow] = []
-    for entity_id, attr in query.pairs:
-        bucket, params = _reduction_params(query.tenant, entity_id, attr, query.buckets)
-        params.append(to_ms(query.until))
-        where = _renumber(_window(query.window, params), 7)
-        rows = conn.execute(
-            "SELECT b, v, sum(u - t) FROM ("
-            " SELECT b, t, deleted, json_type(instance, '$.value') AS jt,"
-            "  json_extract(instance, '$.value') AS v,"
-            "  coalesce(lead(t) OVER (PARTITION BY b ORDER BY t, hid),"
-            "   min(?1 + (b + 1) * ?2, ?6)) AS u"
-            f" FROM (SELECT {bucket} AS b, ts_ms AS t, hid, deleted, instance FROM attr_history"
-            f"  WHERE tenant = ?3 AND entity_id = ?4 AND attr = ?5{where}))"
-            " WHERE jt = 'text' AND NOT deleted AND u > t GROUP BY b, v ORDER BY b, v",
-            params,
-        )
-        for b, v, ms in rows:
-            out.append(StateRow(entity_id, attr, int(b), v, ms / 1000.0))
-    return out
-
-
-def value_drops(conn: sqlite3.Connection, query: DropQuery) -> list[DropRow]:
-    """LAG over the numeric values per bucket, index-only (hid is the rowid)."""
-    out: list[DropRow] = []
-    for entity_id, attr in query.pairs:
-        bucket, params = _reduction_params(query.tenant, entity_id, attr, query.buckets)
-        params.append(query.drop)
-        where = _renumber(_window(query.window, params), 7)
-        rows = conn.execute(
-            "SELECT b, count(*), sum(num), sum(p - num >= ?6) FROM ("
-            " SELECT b, num, lag(num) OVER (PARTITION BY b ORDER BY t, hid) AS p"
-            f" FROM (SELECT {bucket} AS b, ts_ms AS t, hid, num FROM attr_history"
-            f"  WHERE tenant = ?3 AND entity_id = ?4 AND attr = ?5{where} AND num IS NOT NULL))"
-            " GROUP BY b ORDER BY b",
-            params,
-        )
-        for b, n, total, drops in rows:
-            out.append(DropRow(entity_id, attr, int(b), n, float(total), int(drops or 0)))
-    return out
-
-
-
-def mark(conn: sqlite3.Connection) -> int:
-    """The greatest hid: hid is the rowid, and SQLite gives a new row max(rowid) + 1 (one
-    writer at a time), so rows committed later have greater hids — unless the newest rows
-    were deleted first, when their hids can be given again."""
-    row = conn.execute("SELECT max(hid) FROM attr_history").fetchone()
-    return int(row[0] or 0)
-
-
-def written_after(conn: sqlite3.Connection, query: WrittenQuery) -> set[int]:
-    """Index-only per pair (the rowid is in every index): the window's entries are scanned,
-    no row is read."""
-    found: set[int] = set()
-    for entity_id, attr in query.pairs:
-        bucket, params = _reduction_params(query.tenant, entity_id, attr, query.buckets)
-        params.append(query.mark)
-        where = _renumber(_window(query.window, params), 7)
-        rows = conn.execute(
-            f"SELECT DISTINCT {bucket} FROM attr_history"
-            f" WHERE tenant = ?3 AND entity_id = ?4 AND attr = ?5{where} AND hid > ?6",
-            params,
-        )
-        found.update(int(r[0]) for r in rows)
-    return found
 
 
 # --- writes (own short connection) -----------------------------------------------------------

@@ -1,0 +1,156 @@
+"""Reductions for indicators on PostgreSQL (``history_base``: histogram, state durations,
+drops, and the "written since" look-up of late data)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from nakhon.storage.history_base import (
+    Buckets,
+    DropQuery,
+    DropRow,
+    HistogramQuery,
+    HistogramRow,
+    StateQuery,
+    StateRow,
+    TimeWindow,
+    WrittenQuery,
+)
+
+from .history_sql import TIME, Params, window_sql
+
+# --- reductions for indicators (history_base: HistogramQuery, StateQuery, DropQuery) ---------
+#
+# One statement per request: the pairs are unnested and each is a LATERAL index range scan
+# (as the instance reads), reduced per date_bin bucket inside PostgreSQL.
+
+
+def _pairs_lateral(
+    tenant: str,
+    pairs: Sequence[tuple[str, str]],
+    window: TimeWindow,
+    buckets: Buckets,
+    p: Params,
+    cols: str,
+) -> tuple[str, str]:
+    """FROM clause of the pairs joined to their rows (``x.b`` the bucket start, ``x.t`` the
+    time, then ``cols``), and the placeholder of the bucket length."""
+    if buckets.seconds <= 0:
+        raise ValueError("indicator reductions need fixed-length buckets (seconds > 0)")
+    t = TIME[window.prop]
+    step = p.add(timedelta(seconds=buckets.seconds))
+    origin = p.add(buckets.origin)
+    eids = p.add([e for e, _ in pairs])
+    attrs = p.add([a for _, a in pairs])
+    tenant_p = p.add(tenant)
+    where = window_sql(window, p)
+    sql = (
+        f" FROM unnest({eids}::text[], {attrs}::text[]) WITH ORDINALITY AS k(eid, attr, n)"
+        f" CROSS JOIN LATERAL (SELECT date_bin({step}::interval, {t}, {origin}::timestamptz)"
+        f"  AS b, {t} AS t, {cols} FROM attr_history h"
+        f"  WHERE h.tenant = {tenant_p} AND h.entity_id = k.eid AND h.attr = k.attr{where}) x"
+    )
+    return sql, step
+
+
+def _index(buckets: Buckets, start: datetime) -> int:
+    return round((start - buckets.origin).total_seconds() / buckets.seconds)
+
+
+async def value_histogram(pool: asyncpg.Pool, query: HistogramQuery) -> list[HistogramRow]:
+    if not query.pairs:
+        return []
+    p = Params()
+    frm, _ = _pairs_lateral(query.tenant, query.pairs, query.window, query.buckets, p, "h.num")
+    width = p.add(query.width)
+    cond = "x.num IS NOT NULL"
+    if query.min_value is not None:
+        cond += f" AND x.num >= {p.add(query.min_value)}::float8"
+    rows = await pool.fetch(
+        f"SELECT x.b, floor(x.num / {width}::float8)::bigint AS bin, count(*), sum(x.num)"
+        f"{frm} WHERE {cond} GROUP BY 1, 2 ORDER BY 1, 2",
+        *p.values,
+    )
+    return [HistogramRow(_index(query.buckets, r[0]), r[1], r[2], float(r[3])) for r in rows]
+
+
+async def state_durations(pool: asyncpg.Pool, query: StateQuery) -> list[StateRow]:
+    if not query.pairs:
+        return []
+    p = Params()
+    cols = ("h.hid, h.deleted, jsonb_typeof(h.instance -> 'value') AS jt,"
+            " h.instance ->> 'value' AS v")
+    frm, step = _pairs_lateral(query.tenant, query.pairs, query.window, query.buckets, p, cols)
+    until = p.add(query.until)
+    # Seconds as exact numeric differences of epochs, summed, then one float per row.
+    rows = await pool.fetch(
+        "SELECT eid, attr, b, v, sum(extract(epoch from u) - extract(epoch from t)) FROM ("
+        " SELECT k.eid, k.attr, x.b, x.t, x.deleted, x.jt, x.v,"
+        "  coalesce(lead(x.t) OVER (PARTITION BY k.n, x.b ORDER BY x.t, x.hid),"
+        f"   least(x.b + {step}::interval, {until}::timestamptz)) AS u"
+        f" {frm}) y WHERE jt = 'string' AND NOT deleted AND u > t"
+        " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+        *p.values,
+    )
+    return [
+        StateRow(r[0], r[1], _index(query.buckets, r[2]), r[3], float(r[4])) for r in rows
+    ]
+
+
+async def value_drops(pool: asyncpg.Pool, query: DropQuery) -> list[DropRow]:
+    if not query.pairs:
+        return []
+    p = Params()
+    cols = "h.hid, h.num"
+    frm, _ = _pairs_lateral(query.tenant, query.pairs, query.window, query.buckets, p, cols)
+    drop = p.add(query.drop)
+    rows = await pool.fetch(
+        "SELECT eid, attr, b, count(*), sum(num), count(*) FILTER (WHERE prev - num >= "
+        f"{drop}::float8) FROM ("
+        " SELECT k.eid, k.attr, x.b, x.num,"
+        "  lag(x.num) OVER (PARTITION BY k.n, x.b ORDER BY x.t, x.hid) AS prev"
+        f" {frm} WHERE x.num IS NOT NULL) y GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        *p.values,
+    )
+    return [
+        DropRow(r[0], r[1], _index(query.buckets, r[2]), r[3], float(r[4]), r[5]) for r in rows
+    ]
+
+
+async def mark(pool: asyncpg.Pool) -> int:
+    """The greatest committed hid once no insert is in flight.
+
+    hid comes from a sequence, so a transaction still running could commit a smaller hid
+    after a plain ``max(hid)`` is read. SHARE mode conflicts with the ROW EXCLUSIVE lock every
+    INSERT/COPY holds until it ends (taken before its hid is drawn): waiting for it means every
+    hid drawn so far is committed or rolled back, and later ones are greater. Writers wait
+    only for the index lookup of max(hid)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("LOCK TABLE attr_history IN SHARE MODE")
+        value = await conn.fetchval("SELECT coalesce(max(hid), 0) FROM attr_history")
+    return int(value)
+
+
+async def written_after(pool: asyncpg.Pool, query: WrittenQuery) -> set[int]:
+    """A range scan of the hid index: only rows written after the mark are read (few, between
+    two periodic runs), where a scan of the window per pair would fetch every row of the late
+    days from the heap (hid is not in the covering index). The pairs are matched as entity ×
+    attribute sets: a superset, which can only rebuild a day more, never miss one."""
+    if not query.pairs:
+        return set()
+    p = Params()
+    step = p.add(timedelta(seconds=query.buckets.seconds))
+    origin = p.add(query.buckets.origin)
+    sql = (
+        f"SELECT DISTINCT date_bin({step}::interval, {TIME[query.window.prop]},"
+        f" {origin}::timestamptz) FROM attr_history h WHERE h.hid > {p.add(query.mark)}"
+        f" AND h.tenant = {p.add(query.tenant)}"
+        f" AND h.entity_id = ANY({p.add(sorted({e for e, _ in query.pairs}))}::text[])"
+        f" AND h.attr = ANY({p.add(sorted({a for _, a in query.pairs}))}::text[])"
+        f"{window_sql(query.window, p)}"
+    )
+    rows = await pool.fetch(sql, *p.values)
+    return {_index(query.buckets, r[0]) for r in rows}
