@@ -214,6 +214,13 @@ async def test_batch_delete_and_paging(api: Api, headers: dict[str, str]) -> Non
     assert [i["value"] for i in one[0]["temperature"]] == [1, NULL]
     pattern = await get(api, headers, f"{T}?idPattern=.*p[13]$&type=Room")
     assert [e["id"] for e in pattern] == gone
+    r = await api.post("/ngsi-ld/v1/temporal/entityOperations/query", headers=headers, json={
+        "type": "Query", "entities": [{"type": "Room"}], "attrs": ["temperature"],
+        "temporalQ": {"timerel": "before", "timeAt": iso(START + timedelta(days=1))}})
+    assert r.status_code == 200, r.text
+    # Before the deletions, the deleted rooms still had their observation in the window.
+    assert [e["id"] for e in r.json()] == order
+    assert all([i["value"] for i in e["temperature"]] == [1] for e in r.json())
 
 
 async def test_recreated_entity_continues_its_history(
@@ -236,3 +243,44 @@ async def test_recreated_entity_continues_its_history(
     r = await api.post(f"{T}/{EID}/attrs", headers=headers, json={
         "temperature": [{"type": "Property", "value": 7, "observedAt": iso(later)}]})
     assert r.status_code == 204, r.text
+
+
+async def test_retention_of_deleted_entities(
+    api: Api, headers: dict[str, str], tenant: str
+) -> None:
+    """Type rules reach a deleted entity through its marker; the entity marker goes only once
+    nothing else of its entity is left."""
+    from nakhon.core.auth import SYSTEM
+    from nakhon.temporal.retention import parse_rules, prune
+
+    eid = "urn:ngsi-ld:Water:d1"
+    body = {"id": eid, "type": "Water", **{
+        attr: [{"type": "Property", "value": m, "observedAt": f"2024-0{m}-01T00:00:00Z"}
+               for m in range(1, 6)] for attr in ("level", "pm25")}}
+    assert (await api.post(T, json=body, headers=headers)).status_code == 201
+    assert (await api.delete(f"{E}/{eid}", headers=headers)).status_code == 204
+    storage = api.client.app.state.storage  # type: ignore[attr-defined]
+    access = api.client.app.state.api.access  # type: ignore[attr-defined]
+
+    async def values(attr: str) -> list[Any]:
+        got = await get(api, headers, f"{T}/{eid}?attrs={attr}")
+        return [i["value"] for i in got.get(attr, [])]
+
+    # type:Water applies although the entity is gone (45 days before 2024-06-01: May stays);
+    # the deletion markers are younger than the cut-off and stay too.
+    rules = parse_rules(f"tenant:{tenant},type:Water=P45D; tenant:{tenant},attr:pm25=P100Y")
+    await prune(storage, access, SYSTEM, rules, datetime(2024, 6, 1, tzinfo=UTC))
+    assert await values("level") == [5, NULL]
+    assert await values("pm25") == [1, 2, 3, 4, 5, NULL]
+    # Years later: level and its marker go; pm25 is kept (attribute rule), and so is the
+    # entity marker that keeps the entity reachable.
+    await prune(storage, access, SYSTEM, rules, datetime(2099, 1, 1, tzinfo=UTC))
+    assert await values("level") == []
+    assert await values("pm25") == [1, 2, 3, 4, 5, NULL]
+    found = await get(api, headers, f"{T}?type=Water")
+    assert [e["id"] for e in found] == [eid]
+    # Once the last instance has gone, the entity marker follows: the entity is unknown.
+    await prune(storage, access, SYSTEM, parse_rules(f"tenant:{tenant}=P1D"),
+                datetime(2999, 1, 1, tzinfo=UTC))
+    await get(api, headers, f"{T}/{eid}", status=404)
+    assert await get(api, headers, f"{T}?type=Water") == []
