@@ -53,7 +53,7 @@ def render_temporal(
             out["deletedAt"] = item.deleted_at
     if query.representation == "aggregatedValues":
         for iri, rows in item.aggregates.items():
-            kind = _kind(entity.attrs.get(iri))
+            kind = item.kinds.get(iri) or _kind(entity.attrs.get(iri))
             out[compact(iri)] = _aggregated(rows, query, kind)
         return out
     for iri, stored in item.instances.items():

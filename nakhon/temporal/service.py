@@ -31,6 +31,7 @@ from nakhon.storage.history_base import (
     HistoryStore,
     InstanceQuery,
     StoredInstance,
+    TimeWindow,
 )
 from nakhon.temporal import deleted, provision
 from nakhon.temporal.model import TemporalQuery, bucket_bounds
@@ -62,6 +63,7 @@ class TemporalEntity:
     instances: dict[str, list[StoredInstance]] = field(default_factory=dict)
     aggregates: dict[str, list[AggregateRow]] = field(default_factory=dict)
     deleted_at: str | None = None
+    kinds: dict[str, str] = field(default_factory=dict)  # types of attributes gone since
 
 
 @dataclass(slots=True)
@@ -169,11 +171,25 @@ class Temporal:
             rows, result.range = self._page_buckets(rows, query)
             for row in rows:
                 by_id[row.entity_id].aggregates.setdefault(row.attr, []).append(row)
+            await self._past_kinds(tenant, result.entities)
             return result
         found, result.range = await self._page_instances(tenant, pairs, query)
         for inst in found:
             by_id[inst.entity_id].instances.setdefault(inst.attr, []).append(inst)
         return result
+
+    async def _past_kinds(self, tenant: str, items: list[TemporalEntity]) -> None:
+        """The attribute type of aggregated attributes the entity no longer has: that of their
+        newest instance (a deletion marker keeps the type of what it deleted)."""
+        gone = [(t.entity.id, a) for t in items for a in t.aggregates if a not in t.entity.attrs]
+        if not gone:
+            return
+        newest = await self.storage.history_instances(
+            InstanceQuery(tenant, gone, TimeWindow(), 1, newest_first=True)
+        )
+        by_id = {t.entity.id: t for t in items}
+        for row in newest:
+            by_id[row.entity_id].kinds[row.attr] = str(row.instance.get("type", "Property"))
 
     async def _page_instances(
         self, tenant: str, pairs: list[tuple[str, str]], query: TemporalQuery

@@ -116,6 +116,10 @@ async def test_markers_for_each_kind_of_deletion(api: Api, headers: dict[str, st
     assert plain(body["inBuilding"]) == [
         {"type": "Relationship", "object": NULL, "deletedAt": t3}]
     assert "temperature" not in body  # replaced, never deleted
+    agg = await get(api, headers, f"{T}/{EID}?options=aggregatedValues&attrs=inBuilding"
+                    "&aggrMethods=totalCount")
+    assert agg["inBuilding"]["type"] == "Relationship"  # the type of what was deleted
+    assert agg["inBuilding"]["totalCount"][0][0] == 1
     tv = await get(api, headers, f"{T}/{EID}?options=temporalValues&attrs=inBuilding")
     assert tv["inBuilding"]["objects"][-1] == [NULL, t3]
     assert tv["inBuilding"]["objects"][0][0] == "urn:ngsi-ld:Building:1"
