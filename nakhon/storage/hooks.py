@@ -4,13 +4,17 @@ A storage engine is given a list of :class:`WriteHook` s (``storage.write_hooks`
 writer has applied a batch's mutations and before COMMIT, it hands each hook the batch's
 changes — one ``(tenant, entity_id, Outcome)`` per applied, not-unchanged operation, in order,
 with ``Outcome.previous`` always set to the state before that operation — and inserts the rows
-the hook returns into the hook's own tables in the same transaction (``executemany`` on SQLite,
-binary ``COPY`` on PostgreSQL). So either the entity change and, say, its notification outbox
-rows are both durable, or neither is. After COMMIT the writer calls :meth:`WriteHook.committed`.
+the hook returns into the hook's own tables in the same transaction (``executemany`` on SQLite;
+on PostgreSQL one ``INSERT ... SELECT FROM unnest(...)`` per block, a single round trip that
+also takes the ordering lock below). So either the entity change and, say, its notification
+outbox rows are both durable, or neither is. After COMMIT the writer calls
+:meth:`WriteHook.committed`. A hook should return few rows per batch (the subscriptions hook
+returns one per batch): rows cost the writer time.
 
 Generated keys of hook rows (an ``INTEGER PRIMARY KEY`` / identity) follow commit order: SQLite
-has one writer, and PostgreSQL writers take a transaction advisory lock before copying hook
-rows, so a reader may keep a cursor on such a key.
+has one writer, and PostgreSQL writers take a transaction advisory lock before inserting hook
+rows, so a reader may keep a cursor on such a key. (On SQLite a key is max + 1: a reader that
+deletes rows must keep the newest one, or keys would start again below its cursor.)
 
 Hooks run on the writer's thread (SQLite) or task (PostgreSQL) for every batch: they must be
 fast, must not do I/O and should not raise (an exception fails the whole batch, nothing is

@@ -82,13 +82,15 @@ class HttpConnection:
         """POST ``body``; returns the status. Raises DeliveryError on network trouble."""
         reused = self._writer is not None
         try:
-            return await asyncio.wait_for(self._post(headers, body), seconds)
+            async with asyncio.timeout(seconds):  # no task per request (unlike wait_for)
+                return await self._post(headers, body)
         except (ConnectionError, OSError, asyncio.IncompleteReadError, EOFError,
                 httptools.HttpParserError) as exc:
             self.close()
             if reused:  # the receiver may have closed an idle kept-alive connection: once more
                 try:
-                    return await asyncio.wait_for(self._post(headers, body), seconds)
+                    async with asyncio.timeout(seconds):
+                        return await self._post(headers, body)
                 except (ConnectionError, OSError, asyncio.IncompleteReadError, EOFError,
                         httptools.HttpParserError) as again:
                     self.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -85,6 +86,9 @@ class Dispatcher:
         self.busy: Callable[[], bool] = lambda: False
         self.yield_seconds = 0.002  # while busy: at most 500 sends/s from all workers together
         self._next_slot = 0.0
+        self._wake_lock = threading.Lock()
+        self._wake_pks: set[int] = set()
+        self._wake_armed = False
         # Only one process per database delivers (at-least-once, in order): ``elect`` (set by
         # the service for PostgreSQL) waits for a database-wide lock and then sets ``leader``;
         # without it this process is the only one and leads at once.
@@ -139,14 +143,23 @@ class Dispatcher:
     # --- wake-ups -----------------------------------------------------------------------------
 
     def wake(self, pks: set[int]) -> None:
-        """Rows for ``pks`` committed (called from the writer's thread or task)."""
+        """Rows for ``pks`` committed (called from the writer's thread or task). Wake-ups are
+        coalesced: while one is on its way to the loop, later ones only add to it."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
+        with self._wake_lock:
+            self._wake_pks |= pks
+            if self._wake_armed:
+                return
+            self._wake_armed = True
         with contextlib.suppress(RuntimeError):  # loop shutting down: the rows stay durable
-            loop.call_soon_threadsafe(self._wake_now, pks)
+            loop.call_soon_threadsafe(self._wake_now)
 
-    def _wake_now(self, pks: set[int]) -> None:
+    def _wake_now(self) -> None:
+        with self._wake_lock:
+            pks, self._wake_pks = self._wake_pks, set()
+            self._wake_armed = False
         for pk in pks:
             self._ensure(pk).event.set()
 
@@ -291,7 +304,7 @@ class Dispatcher:
         sub = entry.sub
         endpoint = sub.endpoint
         stats = self._stats(entry.pk)
-        now = utc_now()
+        now = notify.notified_at()
         body = notify.body(sub, data, nid, now)
         headers = self._headers(entry)
         timeout = (endpoint.timeout_ms / 1000.0) if endpoint.timeout_ms else self.default_timeout

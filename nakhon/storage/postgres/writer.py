@@ -6,7 +6,7 @@ set-based statements write everything (``unnest`` arrays for upserts, deletes an
 binary ``COPY`` for history), and only after COMMIT does any caller get its answer.
 
 Transaction hooks (``nakhon.storage.hooks``) get the batch's changes after the mutations ran
-and their rows are copied into their tables in the same transaction.
+and their rows are inserted into their tables in the same transaction (one statement per block).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import asyncpg
 from nakhon.broker.model import Entity
 from nakhon.core.errors import NgsiError
 from nakhon.storage.base import Outcome, WriteOp
-from nakhon.storage.hooks import Change, WriteHook
+from nakhon.storage.hooks import Change, HookRows, WriteHook
 from nakhon.storage.rows import deletion_markers, geo_unchanged
 
 from .codec import ENTITY_COLUMNS, geo_rows, geo_values, history_rows, now_iso, row_to_entity
@@ -39,7 +39,7 @@ _RETRYABLE = (
     asyncpg.exceptions.SerializationError,
 )
 _MAX_RETRIES = 5
-_HOOK_LOCK = 0x6E616B686F6F  # "nakhoo": the advisory lock around hook rows (see _commit)
+_HOOK_LOCK = 0x6E616B686F6F  # "nakhoo": the advisory lock around hook rows (_insert_hook_rows)
 
 _SELECT_FOR_UPDATE = f"""
 SELECT e.pk, e.tenant, {ENTITY_COLUMNS}
@@ -133,6 +133,7 @@ class Writer:
         self._history = history
         # Kept by reference: hooks the engine registers after open() are seen too.
         self._hooks = hooks
+        self._hook_sql: dict[tuple[str, tuple[str, ...]], str] = {}  # (table, columns) → SQL
         self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._known_tenants: set[str] = set()
@@ -228,20 +229,10 @@ class Writer:
             self._apply(ops, now, plan)
             await self._write(conn, plan)
             if plan.changes:
-                locked = False
                 for hook in self._hooks:
                     for block in hook.rows(plan.changes, now):
-                        if not block.rows:
-                            continue
-                        if not locked:
-                            # Hook tables' generated keys (the outbox seq) must follow commit
-                            # order, also across processes: serialise the tails of such
-                            # transactions (held from here to COMMIT only).
-                            await conn.execute("SELECT pg_advisory_xact_lock($1)", _HOOK_LOCK)
-                            locked = True
-                        await conn.copy_records_to_table(
-                                block.table, records=block.rows, columns=list(block.columns)
-                            )
+                        if block.rows:
+                            await self._insert_hook_rows(conn, block)
         for hook in self._hooks:
             try:
                 hook.committed()
@@ -251,6 +242,26 @@ class Writer:
         self.ops_written += len(ops)
         self._known_tenants |= plan.tenants
         return plan.results
+
+    async def _insert_hook_rows(self, conn: asyncpg.Connection, block: HookRows) -> None:
+        """Insert a hook's rows with one statement (one round trip), after taking the advisory
+        lock: hook tables' generated keys (the outbox seq) must follow commit order, also
+        across processes, so the tails of such transactions are serialised (the lock is held
+        from here to COMMIT only). The lock is taken in a materialised CTE that the join must
+        read before it yields the first row, hence before any key is generated."""
+        sql = self._hook_sql.get((block.table, block.columns))
+        if sql is None:
+            got = await conn.fetch(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+                " WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+                block.table)
+            types = {r[0]: r[1] for r in got}
+            arrays = ", ".join(f"${i + 2}::{types[c]}[]" for i, c in enumerate(block.columns))
+            sql = (f"WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($1))"
+                   f" INSERT INTO {block.table} ({', '.join(block.columns)})"
+                   f" SELECT u.* FROM lock, unnest({arrays}) AS u")
+            self._hook_sql[(block.table, block.columns)] = sql
+        await conn.execute(sql, _HOOK_LOCK, *(list(col) for col in zip(*block.rows, strict=True)))
 
     def _apply(self, ops: list[WriteOp], now: str, plan: _Plan) -> None:
         """Run the mutations in order on the in-memory state (no I/O)."""
