@@ -113,6 +113,7 @@ class DeadLetterLog:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._last_flush = 0.0
+        self._inflight = 0
         self.recorded = 0
         self.stored = 0
         self.dropped = 0
@@ -126,7 +127,8 @@ class DeadLetterLog:
 
     @property
     def pending(self) -> int:
-        return len(self._buffer) if self._storage is not None else 0
+        """Letters not yet in storage (buffered, or in the write in flight)."""
+        return len(self._buffer) + self._inflight if self._storage is not None else 0
 
     def add(self, letter: DeadLetter) -> None:
         """Keep ``letter``: O(1), never blocks, never raises."""
@@ -180,6 +182,7 @@ class DeadLetterLog:
                 await asyncio.sleep(gap)
             batch = list(self._buffer)
             self._buffer.clear()
+            self._inflight = len(batch)
             try:
                 self.evicted += await self._storage.kv_put_many(
                     NAMESPACE, [(k, d.to_doc()) for k, d in batch], keep=self.max_letters)
@@ -189,6 +192,7 @@ class DeadLetterLog:
                 self.dropped += len(batch)
                 log.warning("iot dead letters not stored", error=repr(exc), letters=len(batch))
             finally:
+                self._inflight = 0
                 self.flushes += 1
                 self._last_flush = loop.time()
 

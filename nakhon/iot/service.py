@@ -108,6 +108,9 @@ class Ingestor:
 
     def _convert(self, target: Target, payload: bytes, fmt: Format, attr: str | None,
                  stamp: str | None, received: str) -> list[Measurement]:
+        if b"\x00" in payload or b"\\u0000" in payload:
+            # PostgreSQL cannot keep NUL in text: refuse it here, not in a batch retried forever.
+            raise PayloadError("the payload holds a NUL character")
         if fmt == "auto":
             fmt = sniff(payload)
         if attr is not None:

@@ -71,8 +71,8 @@ def _clean(text: str, limit: int) -> str:
 def _topic(topic: str | None, transport: str) -> str | None:
     if topic is None:
         return None
-    topic = topic[:TOPIC_CHARS * 2]
-    # MQTT topics carry the apikey; HTTP paths do not (it is in the query, never kept).
+    # MQTT topics carry the apikey (mask before cutting: a cut can hide the levels); HTTP paths
+    # do not (it is in the query, never kept).
     return _clean(mask_topic(topic) if transport == "mqtt" else topic, TOPIC_CHARS)
 
 

@@ -218,7 +218,7 @@ _text = st.text(max_size=2000)
 _level = st.text(st.characters(exclude_characters="/"), min_size=1, max_size=300)
 _inputs = st.fixed_dictionaries({
     "payload": st.one_of(st.binary(max_size=4000), _text),
-    "detail": _text,
+    "detail": st.one_of(_text, st.just("no service group has apikey {k!r}")),
     "topic": st.one_of(st.none(), _text, st.sampled_from(["/{k}/{d}/attrs", "/json/{k}/{d}/attrs",
                                                           "/ul/{k}/{d}/attrs/{d}"])),
     "apikey": st.one_of(st.none(), _level),
@@ -231,7 +231,10 @@ def _hostile(stats: IngestStats, case: dict[str, Any]) -> dict[str, Any]:
     built = topic is not None and "{k}" in topic and key is not None
     if topic is not None and "{k}" in topic:  # an IoT Agent topic carrying the key
         topic = topic.format(k=key or "", d=case["device_id"] or "d")
-    letter = stats.reject(BAD_PAYLOAD, case["detail"], transport="mqtt", payload=case["payload"],
+    detail = case["detail"]
+    if detail.endswith("{k!r}"):
+        detail = detail.format(k=key or "")
+    letter = stats.reject(BAD_PAYLOAD, detail, transport="mqtt", payload=case["payload"],
                           tenant="t", apikey=key, device_id=case["device_id"], topic=topic)
     doc = letter.to_doc()
     assert all(len(v) <= 512 for v in doc.values() if isinstance(v, str))
@@ -240,6 +243,10 @@ def _hostile(stats: IngestStats, case: dict[str, Any]) -> dict[str, Any]:
     if key is not None:
         assert doc["apikey"] == mask_apikey(key).replace("\x00", "\ufffd")
         assert len(doc["apikey"]) <= 5
+    if key is not None and len(key) >= 8 and key not in detail.replace(repr(key), ""):
+        assert key not in doc["detail"]
+    if built and len(key) >= 8 and key not in (case["device_id"] or "d"):
+        assert key not in doc["topic"]
     sent = parse_topic(topic) if built and len(topic) <= 256 else None
     if sent is not None:  # the key's level, as ingest reads it, is masked
         kept = parse_topic(doc["topic"])
