@@ -299,6 +299,37 @@ def devices_delete(
     typer.echo("deleted")
 
 
+@devices.command("dead-letters")
+def devices_dead_letters(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's (default: all).")]
+    = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.", min=0)] = 20,
+    offset: Annotated[int, typer.Option(help="Skip this many.", min=0)] = 0,
+    data_dir: DataOpt = None,
+) -> None:
+    """List refused IoT messages (dead letters), newest first."""
+    from nakhon.iot.stats import IngestStats
+    from nakhon.storage import storage_for
+
+    settings = load_settings(data_dir=data_dir)
+
+    async def run() -> list[Any]:
+        storage = storage_for(settings.resolved_database_url)
+        await storage.open()
+        try:
+            stats = IngestStats(settings.iot_dead_letters_max, storage)
+            scope = None if tenant is None else frozenset({tenant})
+            return list(await stats.letters(scope, limit, offset))
+        finally:
+            await storage.close()
+
+    letters = asyncio.run(run())
+    for d in letters:
+        typer.echo(f"{d.at}  {d.reason}  {d.transport}  tenant={d.tenant!r}  "
+                   f"device={d.device_id}  apikey={d.apikey}  topic={d.topic}  {d.detail}")
+    typer.echo(f"{len(letters)} dead letter(s)")
+
+
 # --- temporal history (nakhon temporal …) ---------------------------------------------------
 
 temporal = typer.Typer(help="Temporal history: retention.", no_args_is_help=True)
