@@ -6,7 +6,8 @@ set-based statements write everything (``unnest`` arrays for upserts, deletes an
 binary ``COPY`` for history), and only after COMMIT does any caller get its answer.
 
 Transaction hooks (``nakhon.storage.hooks``) get the batch's changes after the mutations ran
-and their rows are inserted into their tables in the same transaction (one statement per block).
+and their rows are inserted into their tables in the same transaction, by the first entity
+statement (data-modifying CTEs: no round trip of their own).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ _RETRYABLE = (
     asyncpg.exceptions.SerializationError,
 )
 _MAX_RETRIES = 5
-_HOOK_LOCK = 0x6E616B686F6F  # "nakhoo": the advisory lock around hook rows (_insert_hook_rows)
+_HOOK_LOCK = 0x6E616B686F6F  # "nakhoo": the advisory lock around hook rows (see _run_sql)
 
 _SELECT_FOR_UPDATE = f"""
 SELECT e.pk, e.tenant, {ENTITY_COLUMNS}
@@ -133,7 +134,7 @@ class Writer:
         self._history = history
         # Kept by reference: hooks the engine registers after open() are seen too.
         self._hooks = hooks
-        self._hook_sql: dict[tuple[str, tuple[str, ...]], str] = {}  # (table, columns) → SQL
+        self._hook_col_types: dict[str, dict[str, str]] = {}  # hook table → column → type
         self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._known_tenants: set[str] = set()
@@ -227,12 +228,12 @@ class Writer:
                 entity = row_to_entity(row)
                 plan.slots[(row["tenant"], row["id"])] = _Slot(row["pk"], entity, entity)
             self._apply(ops, now, plan)
-            await self._write(conn, plan)
-            if plan.changes:
-                for hook in self._hooks:
-                    for block in hook.rows(plan.changes, now):
-                        if block.rows:
-                            await self._insert_hook_rows(conn, block)
+            hook_rows = [block for hook in self._hooks for block in
+                         hook.rows(plan.changes, now) if block.rows] if plan.changes else []
+            # The hook rows ride on the first entity statement (no round trip of their own).
+            await self._write(conn, plan, hook_rows)
+            if hook_rows:  # no entity statement ran (cannot happen with changes; kept safe)
+                await self._run_sql(conn, "SELECT 1", [], hook_rows)
         for hook in self._hooks:
             try:
                 hook.committed()
@@ -243,25 +244,45 @@ class Writer:
         self._known_tenants |= plan.tenants
         return plan.results
 
-    async def _insert_hook_rows(self, conn: asyncpg.Connection, block: HookRows) -> None:
-        """Insert a hook's rows with one statement (one round trip), after taking the advisory
-        lock: hook tables' generated keys (the outbox seq) must follow commit order, also
-        across processes, so the tails of such transactions are serialised (the lock is held
-        from here to COMMIT only). The lock is taken in a materialised CTE that the join must
-        read before it yields the first row, hence before any key is generated."""
-        sql = self._hook_sql.get((block.table, block.columns))
-        if sql is None:
+    async def _run_sql(self, conn: asyncpg.Connection, sql: str, args: list[Any],
+                       hook_rows: list[HookRows], *, fetch: bool = False) -> Any:
+        """Run one statement; pending hook rows (then cleared) are inserted by the same
+        statement, in data-modifying CTEs, after taking the advisory lock.
+
+        Hook tables' generated keys (the outbox seq) must follow commit order, also across
+        processes, so the tails of such transactions are serialised: the lock is held from here
+        to COMMIT. It is taken in a materialised CTE that each insert joins, so it is held
+        before the first key is generated."""
+        if hook_rows:
+            n = len(args)
+            ctes = [f"nakhon_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock(${n + 1}))"]
+            args = [*args, _HOOK_LOCK]
+            for k, block in enumerate(hook_rows):
+                types = await self._hook_types(conn, block)
+                arrays = []
+                for col, values in zip(block.columns, zip(*block.rows, strict=True),
+                                       strict=True):
+                    args.append(list(values))
+                    arrays.append(f"${len(args)}::{types[col]}[]")
+                ctes.append(f"nakhon_hook{k} AS (INSERT INTO {block.table}"
+                            f" ({', '.join(block.columns)}) SELECT u.* FROM nakhon_lock,"
+                            f" unnest({', '.join(arrays)}) AS u)")
+            sql = f"WITH {', '.join(ctes)} {sql}"
+            hook_rows.clear()
+        if fetch:
+            return await conn.fetch(sql, *args)
+        return await conn.execute(sql, *args)
+
+    async def _hook_types(self, conn: asyncpg.Connection, block: HookRows) -> dict[str, str]:
+        """The SQL types of a hook table's columns (asked once per table)."""
+        types = self._hook_col_types.get(block.table)
+        if types is None:
             got = await conn.fetch(
                 "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
                 " WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
                 block.table)
-            types = {r[0]: r[1] for r in got}
-            arrays = ", ".join(f"${i + 2}::{types[c]}[]" for i, c in enumerate(block.columns))
-            sql = (f"WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($1))"
-                   f" INSERT INTO {block.table} ({', '.join(block.columns)})"
-                   f" SELECT u.* FROM lock, unnest({arrays}) AS u")
-            self._hook_sql[(block.table, block.columns)] = sql
-        await conn.execute(sql, _HOOK_LOCK, *(list(col) for col in zip(*block.rows, strict=True)))
+            types = self._hook_col_types[block.table] = {r[0]: r[1] for r in got}
+        return types
 
     def _apply(self, ops: list[WriteOp], now: str, plan: _Plan) -> None:
         """Run the mutations in order on the in-memory state (no I/O)."""
@@ -304,8 +325,10 @@ class Writer:
                     written = [*written, *deletion_markers(outcome, now)]
                 plan.history.extend(history_rows(op.tenant, op.entity_id, written, now))
 
-    async def _write(self, conn: asyncpg.Connection, plan: _Plan) -> None:
-        """Write the batch's net effect with a fixed, small number of statements."""
+    async def _write(self, conn: asyncpg.Connection, plan: _Plan,
+                     hook_rows: list[HookRows]) -> None:
+        """Write the batch's net effect with a fixed, small number of statements (the first
+        one also inserts ``hook_rows``, see :meth:`_run_sql`)."""
         inserts: list[tuple[Key, Entity]] = []
         updates: list[tuple[int, Entity]] = []
         deletes: list[int] = []
@@ -326,20 +349,18 @@ class Writer:
 
         pks: dict[Key, int] = {k: s.pk for k, s in plan.slots.items() if s.pk is not None}
         if deletes:
-            await conn.execute(_DELETE, deletes)
+            await self._run_sql(conn, _DELETE, [deletes], hook_rows)
         if updates:
-            await conn.execute(
-                _UPDATE,
+            await self._run_sql(conn, _UPDATE, [
                 [pk for pk, _ in updates],
                 [_encode_types(e.types) for _, e in updates],
                 [_encode_types(e.scope) for _, e in updates],
                 [e.created_at for _, e in updates],
                 [e.modified_at for _, e in updates],
                 [e.doc() for _, e in updates],
-            )
+            ], hook_rows)
         if inserts:
-            got = await conn.fetch(
-                _INSERT,
+            got = await self._run_sql(conn, _INSERT, [
                 [k[0] for k, _ in inserts],
                 [k[1] for k, _ in inserts],
                 [_encode_types(e.types) for _, e in inserts],
@@ -347,7 +368,7 @@ class Writer:
                 [e.created_at for _, e in inserts],
                 [e.modified_at for _, e in inserts],
                 [e.doc() for _, e in inserts],
-            )
+            ], hook_rows, fetch=True)
             pks.update({(r["tenant"], r["id"]): r["pk"] for r in got})
         if geo_changed:
             changed_pks = [pks[k] for k, _ in geo_changed]
