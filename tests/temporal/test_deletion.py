@@ -75,6 +75,10 @@ async def test_delete_attribute_leaves_a_marker(api: Api, headers: dict[str, str
     assert marker["deletedAt"] == deleted_at and marker["value"] == NULL
     assert all("deletedAt" not in i for i in with_sys["temperature"][:-1])
     assert "deletedAt" not in with_sys  # the entity itself exists
+    concise = await get(api, headers,
+                        f"{T}/{EID}?format=concise&options=sysAttrs&attrs=temperature")
+    assert {k: v for k, v in concise["temperature"][-1].items() if k != "instanceId"} == {
+        "value": NULL, "deletedAt": deleted_at}
     # temporalValues: the Null value at the deletion time.
     tv = await get(api, headers, f"{T}/{EID}?options=temporalValues&attrs=temperature")
     assert tv["temperature"] == {"type": "Property", "values": [
