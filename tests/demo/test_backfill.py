@@ -55,3 +55,22 @@ def test_only_newer_than_the_current_reading_is_written() -> None:
     assert current.attrs[PM][0]["value"] == 20.0  # the stored state is not touched
     # Everything already there: nothing to write.
     assert after_latest("urn:x:1", ["T"], _series())(out.entity, NOW).unchanged
+
+
+def test_instants_not_text_decide_what_is_newer() -> None:
+    """The same instant written without milliseconds or with an offset is not newer (text
+    comparison would take ``…:00Z`` for later than ``…:00.000Z``): a repeat writes nothing."""
+    stored = Entity("urn:x:1", ["T"], {PM: [_inst(20.0, "2026-11-22T02:00:00.000Z")]})
+    again = {PM: [_inst(20.0, "2026-11-22T02:00:00Z"), _inst(21.0, "2026-11-22T09:00:00+07:00")]}
+    assert after_latest("urn:x:1", ["T"], again)(stored, NOW).unchanged
+    later = {PM: [_inst(1.0, "2026-11-22T09:00:00+07:00"), _inst(2.0, "2026-11-22T02:00:01Z")]}
+    out = after_latest("urn:x:1", ["T"], later)(stored, NOW)
+    assert [i["value"] for _, i in out.changed] == [2.0]
+
+
+def test_a_repeated_day_of_whole_second_readings_writes_nothing() -> None:
+    day = {PM: [_inst(float(m), f"2026-11-22T10:{m:02d}:00Z") for m in range(0, 60, 5)]}
+    first = after_latest("urn:x:1", ["T"], day)(None, NOW)
+    assert len(first.changed) == 12 and first.entity is not None
+    repeat = {PM: [_inst(float(m), f"2026-11-22T10:{m:02d}:00Z") for m in range(0, 60, 5)]}
+    assert after_latest("urn:x:1", ["T"], repeat)(first.entity, NOW).unchanged
