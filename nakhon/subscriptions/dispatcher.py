@@ -84,7 +84,7 @@ class Dispatcher:
         # (which can be many times the write rate) cannot starve the writer of the GIL; the
         # outbox absorbs the burst and drains when the load drops.
         self.busy: Callable[[], bool] = lambda: False
-        self.yield_seconds = 0.002  # while busy: at most 500 sends/s from all workers together
+        self.yield_seconds = 0.005  # while busy: at most 200 sends/s from all workers together
         self._next_slot = 0.0
         self._wake_lock = threading.Lock()
         self._wake_pks: set[int] = set()

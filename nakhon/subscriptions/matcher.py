@@ -24,6 +24,7 @@ from nakhon.core.logs import get_logger
 from nakhon.storage.base import Outcome
 from nakhon.storage.hooks import Change, HookRows
 from nakhon.subscriptions.model import Subscription
+from nakhon.subscriptions.qfast import prepare_q
 
 log = get_logger("nakhon.subscriptions")
 
@@ -56,9 +57,12 @@ class Group:
     checked: list[Active] = field(default_factory=list)
     expiry: str | None = None  # the earliest expiresAt among the plain ones
     by_type_only: bool = False
+    q: Callable[[Entity], bool] | None = None  # sub.q, prepared (nakhon.subscriptions.qfast)
 
     def seal(self) -> None:
         self.by_type_only = self.sub.by_type_only
+        if self.sub.q is not None:
+            self.q = prepare_q(self.sub.q)
         for entry in self.entries:
             sub = entry.sub
             if sub.throttling:
@@ -175,7 +179,8 @@ def _same(a: Instance, b: Instance) -> bool:
 class ChangeInfo:
     """One change, classified: entity event and per-attribute events (computed once)."""
 
-    __slots__ = ("attr_events", "created", "deleted", "entity", "outcome", "previous")
+    __slots__ = ("_triggered", "attr_events", "created", "deleted", "entity", "outcome",
+                 "previous")
 
     def __init__(self, outcome: Outcome) -> None:
         self.outcome = outcome
@@ -184,6 +189,7 @@ class ChangeInfo:
         self.previous = outcome.previous
         self.entity: Entity = outcome.entity or outcome.previous  # type: ignore[assignment]
         self.attr_events: dict[str, str] = {}
+        self._triggered: dict[tuple[frozenset[str], frozenset[str] | None], bool] = {}
         if self.deleted:
             return
         before = {} if self.created or self.previous is None else self.previous.attrs
@@ -209,31 +215,35 @@ class ChangeInfo:
                 if any(i.get("datasetId") not in kept for i in before.get(iri, ())):
                     self.attr_events[iri] = "attributeDeleted"
 
-    def fires(self, sub: Subscription, by_type_only: bool | None = None) -> bool:
-        """Does this change meet the subscription's triggers, watched attributes and filters?
-        ``by_type_only``: ``sub.by_type_only`` when the caller knows it already."""
-        triggers = sub.triggers
+    def _trigger(self, triggers: frozenset[str], watched: frozenset[str] | None) -> bool:
         if self.deleted:
-            if "entityDeleted" not in triggers:
-                return False
-        elif self.created and "entityCreated" in triggers:
-            pass
-        else:
-            watched = sub.watched
-            if not any(
-                event in triggers and (watched is None or iri in watched)
-                for iri, event in self.attr_events.items()
-            ):
-                return False
+            return "entityDeleted" in triggers
+        if self.created and "entityCreated" in triggers:
+            return True
+        return any(event in triggers and (watched is None or iri in watched)
+                   for iri, event in self.attr_events.items())
+
+    def fires(self, sub: Subscription, group: Group | None = None) -> bool:
+        """Does this change meet the subscription's triggers, watched attributes and filters?
+        ``group``: the sealed group of ``sub``, with what is prepared once per subscription."""
+        key = (sub.triggers, sub.watched)
+        triggered = self._triggered.get(key)
+        if triggered is None:  # many subscriptions share their triggers: decided once each
+            triggered = self._triggered[key] = self._trigger(*key)
+        if not triggered:
+            return False
         entity = self.entity
         # Candidates come from the type index, so plain type selectors have matched already.
-        if by_type_only is None:
-            by_type_only = sub.by_type_only
+        by_type_only = sub.by_type_only if group is None else group.by_type_only
         if sub.entities and not by_type_only and \
                 not any(s.matches(entity.id, entity.types) for s in sub.entities):
             return False
-        if sub.q is not None and not ql.match_q(sub.q, entity):
-            return False
+        if sub.q is not None:
+            if group is not None and group.q is not None:
+                if not group.q(entity):
+                    return False
+            elif not ql.match_q(sub.q, entity):
+                return False
         if sub.scope_q is not None and not ql.match_scope(sub.scope_q, entity.scope):
             return False
         return sub.geo is None or ql.match_geo(sub.geo, entity)
@@ -367,7 +377,7 @@ class OutboxHook:
         fired: list[int] = []
         for group in groups:
             try:
-                if not info.fires(group.sub, group.by_type_only):
+                if not info.fires(group.sub, group):
                     continue
             except Exception:  # a filter that cannot evaluate this entity does not match it
                 log.exception("subscription filter failed", subscription=group.sub.id)
