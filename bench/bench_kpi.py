@@ -38,7 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import sqlite3
+import shutil
 import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -47,13 +47,15 @@ from typing import Any
 
 import asyncpg
 import orjson
+from history_baselines import postgres_baselines, sqlite_baselines
+from history_fill import postgres_fill, sqlite_fill
 
 from nakhon.broker.jsonld import CORE_TERM_MAP
 from nakhon.broker.model import Entity
 from nakhon.broker.service import Broker
 from nakhon.core.auth import Access
 from nakhon.kpi.periods import day_start_utc
-from nakhon.kpi.service import recompute_kpis
+from nakhon.kpi.service import RecomputeResult, recompute_kpis
 from nakhon.storage import storage_for
 from nakhon.storage.base import Storage, WriteOp
 from nakhon.temporal import provision
@@ -100,21 +102,45 @@ def day_instances(etype: str, day: date, rnd: random.Random) -> list[tuple[str, 
 
 
 GENERIC = False  # --generic: backfill through provision.upsert instead of the bulk append
+PIPELINE = False  # --pipeline: build the next call's instances while the previous one commits
+
+Readings = list[tuple[str, str, str, list[tuple[str, Any]]]]
+"""(entity id, entity type, attribute, [(observedAt, value)]) per device: the simulated input."""
 
 
-async def backfill(storage: Storage, devs: list[tuple[str, str, str]], day: date) -> int:
-    """One day of every device through the real write path; returns rows written."""
+def readings(devs: list[tuple[str, str, str]], day: date) -> Readings:
+    """The devices' readings of one day (the simulation: not part of the timed backfill)."""
     rnd = random.Random(day.toordinal())
+    return [(eid, etype, attr, day_instances(etype, day, rnd)) for eid, etype, attr in devs]
+
+
+def instances_of(etype: str, series: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    """Readings → NGSI-LD default instances, as an ingest mapping would make them."""
+    insts: list[dict[str, Any]] = [
+        {"type": "Property", "value": v, "observedAt": t} for t, v in series
+    ]
+    if etype == "OffStreetParking":
+        insts[-1]["totalSpotNumber"] = {"type": "Property", "value": 200}
+    return insts
+
+
+async def backfill(
+    storage: Storage, devs: list[tuple[str, str, str]], day: date
+) -> tuple[int, float, float]:
+    """One day of every device through the real write path: (rows written, wall-clock
+    seconds, CPU seconds of this process — the SQLite writer thread included).
+
+    The seconds cover turning readings into instances, the mutations, the history rows and
+    every SQL statement up to the last commit; simulating the readings is not timed (the
+    raw baseline's rows are prepared before its clock starts too)."""
+    data = readings(devs, day)
+    t, c = time.perf_counter(), time.process_time()
     ops: list[WriteOp] = []
     rows = 0
-    for eid, etype, attr in devs:
+    pending: asyncio.Task[None] | None = None
+    for eid, etype, attr, series in data:
         iri = CORE_TERM_MAP.expand(attr)
-        insts = [
-            {"type": "Property", "value": v, "observedAt": t}
-            for t, v in day_instances(etype, day, rnd)
-        ]
-        if etype == "OffStreetParking":
-            insts[-1]["totalSpotNumber"] = {"type": "Property", "value": 200}
+        insts = instances_of(etype, series)
         types = [CORE_TERM_MAP.expand(etype)]
         mutation = (
             provision.upsert(Entity(eid, types), {iri: insts})
@@ -124,11 +150,35 @@ async def backfill(storage: Storage, devs: list[tuple[str, str, str]], day: date
         ops.append(WriteOp(TENANT, eid, mutation))
         rows += len(insts)
         if len(ops) == OPS_PER_CALL:
-            await _write(storage, ops)
+            if pending is not None:
+                await pending
+            pending = asyncio.create_task(_write(storage, ops))
+            if not PIPELINE:
+                await pending
+                pending = None
             ops = []
+    if pending is not None:
+        await pending
     if ops:
         await _write(storage, ops)
-    return rows
+    return rows, time.perf_counter() - t, time.process_time() - c
+
+
+async def late_readings(storage: Storage, devs: list[tuple[str, str, str]], day: date) -> None:
+    """The devices deliver a second series of ``day`` late, between the stored readings —
+    through the general temporal append (the bulk append only adds after the newest)."""
+    rnd = random.Random(-day.toordinal())
+    start = day_start_utc(day) + STEP / 2
+    ops = []
+    for eid, etype, attr in devs:
+        series = [
+            ((start + STEP * k).strftime("%Y-%m-%dT%H:%M:%SZ"), value(etype, k, rnd))
+            for k in range(PER_DAY)
+        ]
+        types = [CORE_TERM_MAP.expand(etype)]
+        insts = {CORE_TERM_MAP.expand(attr): instances_of(etype, series)}
+        ops.append(WriteOp(TENANT, eid, provision.upsert(Entity(eid, types), insts)))
+    await _write(storage, ops)
 
 
 async def _write(storage: Storage, ops: list[WriteOp]) -> None:
@@ -138,122 +188,72 @@ async def _write(storage: Storage, ops: list[WriteOp]) -> None:
 
 
 def raw_rows(devs: list[tuple[str, str, str]], day: date) -> list[tuple[Any, ...]]:
-    rnd = random.Random(day.toordinal())
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The rows the backfill of ``day`` writes to ``attr_history``, same documents."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     out = []
-    for eid, etype, attr in devs:
+    for eid, etype, attr, series in readings(devs, day):
         iri = CORE_TERM_MAP.expand(attr)
-        for t, v in day_instances(etype, day, rnd):
-            inst = {"type": "Property", "value": v, "observedAt": t, "modifiedAt": now}
+        for inst in instances_of(etype, series):
+            inst["createdAt"] = now
+            inst["modifiedAt"] = now
+            t = inst["observedAt"]
             out.append((TENANT, eid, iri, None, t, now, orjson.dumps(inst).decode()))
     return out
 
 
-def raw_sqlite(path: str, rows: list[tuple[Any, ...]]) -> float:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(
-        "CREATE TABLE raw_bench (tenant TEXT, entity_id TEXT, attr TEXT, dataset_id "
-        "TEXT, observed_at TEXT, modified_at TEXT, instance TEXT)"
-    )
-    t = time.perf_counter()
-    for i in range(0, len(rows), 50_000):
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO raw_bench VALUES (?,?,?,?,?,?,?)", rows[i : i + 50_000])
-        conn.execute("COMMIT")
-    elapsed = time.perf_counter() - t
-    conn.execute("DROP TABLE raw_bench")
-    conn.close()
-    return len(rows) / elapsed
+async def _baselines(args: argparse.Namespace, url: str, rows: list[tuple[Any, ...]]) -> Raw:
+    if args.engine == "postgres":
+        return await postgres_baselines(args.dsn, rows)
+    return sqlite_baselines(url.removeprefix("sqlite:///"), rows)
 
 
-def raw_sqlite_same_schema(path: str, rows: list[tuple[Any, ...]]) -> float:
-    """A second, informative baseline: ``executemany`` into a copy of ``attr_history`` itself
-    (its generated columns and covering index), i.e. what SQLite needs for these rows alone."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    ddl = [
-        r[0]
-        for r in conn.execute(
-            "SELECT sql FROM sqlite_master WHERE tbl_name = 'attr_history' AND sql IS NOT NULL"
-            " ORDER BY type DESC"
-        )
-    ]
-    for statement in ddl:  # the table first ('table' > 'index'), then its index
-        conn.execute(statement.replace("attr_history", "raw_same"))
-    t = time.perf_counter()
-    for i in range(0, len(rows), 50_000):
-        conn.execute("BEGIN")
-        conn.executemany(
-            "INSERT INTO raw_same (tenant, entity_id, attr, dataset_id, observed_at,"
-            " modified_at, instance) VALUES (?,?,?,?,?,?,?)",
-            rows[i : i + 50_000],
-        )
-        conn.execute("COMMIT")
-    elapsed = time.perf_counter() - t
-    conn.execute("DROP TABLE raw_same")
-    conn.close()
-    return len(rows) / elapsed
-
-
-async def raw_postgres(dsn: str, rows: list[tuple[Any, ...]]) -> float:
-    conn = await asyncpg.connect(dsn)
-    await conn.execute(
-        "CREATE TABLE raw_bench (tenant text, entity_id text, attr text, "
-        "dataset_id text, observed_at timestamptz, modified_at timestamptz, "
-        "instance jsonb)"
-    )
-    conv = [
-        (
-            a,
-            b,
-            c,
-            d,
-            datetime.fromisoformat(e.replace("Z", "+00:00")),
-            datetime.fromisoformat(f.replace("Z", "+00:00")),
-            g,
-        )
-        for a, b, c, d, e, f, g in rows
-    ]
-    t = time.perf_counter()
-    for i in range(0, len(conv), 50_000):
-        async with conn.transaction():
-            await conn.executemany(
-                "INSERT INTO raw_bench VALUES ($1,$2,$3,$4,$5,$6,$7)", conv[i : i + 50_000]
-            )
-    elapsed = time.perf_counter() - t
-    await conn.execute("DROP TABLE raw_bench")
-    await conn.close()
-    return len(rows) / elapsed
+Raw = dict[str, tuple[float, float]]
 
 
 async def run(args: argparse.Namespace) -> None:
-    global GENERIC
+    global GENERIC, PIPELINE, OPS_PER_CALL
     GENERIC = args.generic
+    PIPELINE = args.pipeline
+    OPS_PER_CALL = args.ops_per_call
     tmp = tempfile.mkdtemp(prefix="nakhon-bench-kpi-")
     url = args.dsn if args.engine == "postgres" else f"sqlite:///{Path(tmp) / 'nakhon.db'}"
     storage = storage_for(url)
-    await storage.open()
-    broker = Broker(storage, Access(storage, enabled=False, anonymous_read=True), max_limit=1000)
+    await storage.open()  # creates the schema
     devs = devices(args.scale)
     first = date(2024, 9, 1)
     rows_day = len(devs) * PER_DAY
-    sample = raw_rows(devs, first - timedelta(days=1))
-    if args.engine == "postgres":
-        raw_rate = await raw_postgres(args.dsn, sample)
-    else:
-        raw_rate = raw_sqlite(url.removeprefix("sqlite:///"), sample)
-    same_rate = (
-        raw_sqlite_same_schema(url.removeprefix("sqlite:///"), sample)
-        if args.engine == "sqlite"
-        else None
-    )
-    del sample
-    t = time.perf_counter()
-    rows = 0
-    for d in range(args.days):
-        rows += await backfill(storage, devs, first + timedelta(days=d))
-    backfill_s = time.perf_counter() - t
+    # Interleaved: each of the first --raw-days days is inserted raw (every baseline) just
+    # before it is backfilled, so both see the same background load on this shared machine.
+    raw: Raw = {}
+    compared = [0, 0.0, 0.0]  # backfill rows, wall s, CPU s over the days measured raw
+    rows, backfill_s, filled, start = 0, 0.0, 0, 0
+    if args.sql_fill and args.days > 1:
+        older = [first + timedelta(days=d) for d in range(args.days - 1)]
+        if args.engine == "postgres":
+            fill_s = await postgres_fill(args.dsn, TENANT, devs, older, args.progress)
+        else:
+            await storage.close()  # the fill needs the file to itself
+            path = url.removeprefix("sqlite:///")
+            fill_s = sqlite_fill(path, TENANT, devs, older, args.progress)
+            storage = storage_for(url)
+            await storage.open()
+        filled, start = len(older) * rows_day, len(older)
+        print(f"SQL fill: {filled:,} rows in {fill_s:.0f} s ({filled / fill_s:,.0f} rows/s)")
+    broker = Broker(storage, Access(storage, enabled=False, anonymous_read=True), max_limit=1000)
+    for d in range(start, args.days):
+        day = first + timedelta(days=d)
+        if d - start < args.raw_days:
+            for name, (wall, cpu) in (await _baselines(args, url, raw_rows(devs, day))).items():
+                w, c = raw.get(name, (0.0, 0.0))
+                raw[name] = (w + wall, c + cpu)
+        n, wall, cpu = await backfill(storage, devs, day)
+        rows += n
+        backfill_s += wall
+        if d - start < args.raw_days:
+            compared = [compared[0] + n, compared[1] + wall, compared[2] + cpu]
+        if args.progress:
+            rate = rows / backfill_s
+            print(f"day {d + 1}/{args.days}: {rows:,} rows, {rate:,.0f} rows/s", flush=True)
     if args.engine == "postgres":
         conn = await asyncpg.connect(args.dsn)
         await conn.execute("VACUUM ANALYZE attr_history")
@@ -261,31 +261,52 @@ async def run(args: argparse.Namespace) -> None:
     last = first + timedelta(days=args.days - 1)
     now = day_start_utc(last + timedelta(days=1)) + timedelta(minutes=5)
     full = await recompute_kpis(broker, TENANT, now)
+    if args.progress:
+        print(f"full recompute: {full.seconds['total']:.2f} s", flush=True)
     new_day = last + timedelta(days=1)
     await backfill(storage, devs, new_day)
     inc = await recompute_kpis(broker, TENANT, now + timedelta(days=1))
-    # Late data: 1 % of the devices resend the new day (now the day before the high-water
-    # mark), so the next run finds it (history_written_after) and rebuilds that day too.
-    await backfill(storage, devs[::100], new_day)
+    if args.progress:
+        print(f"incremental recompute: {inc.seconds}", flush=True)
+    # Late data: 1 % of the devices deliver more readings of the new day (now the day before
+    # the high-water mark), so the next run finds it (history_written_after) and rebuilds it.
+    await late_readings(storage, devs[::100], new_day)
     late = await recompute_kpis(broker, TENANT, now + timedelta(days=1, minutes=15))
     await storage.close()
-    rate = rows / backfill_s
+    total = filled + rows
     print(
         f"\n{args.engine}: {len(devs):,} devices × {args.days} days × {PER_DAY}/day = "
-        f"{rows:,} rows (+ {rows_day:,} new-day rows)\n"
+        f"{total:,} rows ({filled:,} by SQL fill; + {rows_day:,} new-day rows)"
     )
-    print("| measure | value | target |")
+    if args.engine == "sqlite":
+        size = sum(f.stat().st_size for f in Path(tmp).iterdir())
+        print(f"SQLite file: {size / 1e9:.1f} GB ({size / (total + rows_day):.0f} bytes a row)")
+    shutil.rmtree(tmp, ignore_errors=True)
+    report(args, rows / backfill_s, raw, compared, (full, inc, late))
+
+
+def report(
+    args: argparse.Namespace,
+    rate: float,
+    raw: Raw,
+    compared: list[float],
+    runs: tuple[RecomputeResult, RecomputeResult, RecomputeResult],
+) -> None:
+    full, inc, late = runs
+    n, wall, cpu = compared
+    print("\n| measure | value | target |")
     print("| --- | --- | --- |")
-    print(f"| raw executemany, bare table | {raw_rate:,.0f} rows/s | |")
-    if same_rate is not None:
+    real = args.days - (args.days - 1 if args.sql_fill and args.days > 1 else 0)
+    print(f"| backfill, real write path, {real} days | {rate:,.0f} rows/s | |")
+    if raw:
+        days = min(args.raw_days, real)
+        print(f"| backfill, the {days} days also inserted raw | {n / wall:,.0f} rows/s | |")
+    for name, (raw_wall, raw_cpu) in raw.items():
+        cpu_ratio = f"; CPU time: {raw_cpu / cpu:.0%}" if args.engine == "sqlite" else ""
         print(
-            f"| raw executemany, copy of attr_history (its generated columns and index) | "
-            f"{same_rate:,.0f} rows/s (backfill = {rows / backfill_s / same_rate:.0%}) | |"
+            f"| raw insert, {name} | {n / raw_wall:,.0f} rows/s | backfill = "
+            f"**{raw_wall / wall:.0%}** of it{cpu_ratio} (≥ 40%) |"
         )
-    print(
-        f"| backfill, real write path | {rate:,.0f} rows/s ({rate / raw_rate:.0%} of raw) "
-        f"| ≥ 40% of raw |"
-    )
     print(f"| full recompute ({full.days_rebuilt} days) | {full.seconds['total']:.2f} s | |")
     print(
         f"| incremental recompute after one new day ({inc.days_rebuilt} days rebuilt) | "
@@ -309,6 +330,23 @@ def main() -> None:
         help="PostgreSQL database to use (default: a temporary database, dropped afterwards)",
     )
     parser.add_argument("--days", type=int, default=3)
+    parser.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="build the next write while the previous commits (slower on SQLite: the GIL)",
+    )
+    parser.add_argument(
+        "--ops-per-call", type=int, default=OPS_PER_CALL, help="devices per write (transaction)"
+    )
+    parser.add_argument(
+        "--raw-days", type=int, default=3, help="days also inserted raw, interleaved (baselines)"
+    )
+    parser.add_argument(
+        "--sql-fill",
+        action="store_true",
+        help="write all days but the last by SQL inside the engine (bench/history_fill.py)",
+    )
+    parser.add_argument("--progress", action="store_true", help="print a line per day loaded")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of 5,000 devices")
     parser.add_argument(
         "--generic",
