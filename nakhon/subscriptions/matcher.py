@@ -338,7 +338,10 @@ class OutboxHook:
         return time.monotonic() < self.busy_until
 
     def rows(self, changes: Sequence[Change], now: str) -> Sequence[HookRows]:
-        if len(changes) >= 16:  # group commit is grouping: writes are queueing up
+        # Group commit is grouping: writes are queueing up. Once busy, smaller groups keep it
+        # busy (hysteresis): delivery taking the CPU back would itself shrink the groups.
+        n = len(changes)
+        if n >= 16 or (n >= 4 and self.busy()):
             self.busy_until = time.monotonic() + 0.05
         index = self.registry.index
         if not index:

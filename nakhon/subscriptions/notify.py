@@ -7,6 +7,7 @@ change once (``matcher.ChangeInfo.payload``); format, projection, ``lang``, ``sy
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from nakhon.broker.model import VALUE_MEMBER, Entity, Instance
 from nakhon.subscriptions.model import Subscription
 
 NOTIFICATION_NS = uuid.UUID("4b1e5a56-0f6f-4c59-9f5e-6e616b686f6e")
+_NS_BYTES = NOTIFICATION_NS.bytes
 NGSI_LD_NULL = "urn:ngsi-ld:null"
 # showChanges (5.2.14): the member that carries the value before the change, by attribute type.
 _PREVIOUS = {
@@ -51,7 +53,12 @@ def notification_id(sub_pk: int, seq: int, created_at: str, index: int | None = 
     """Stable per change of an outbox row, so a receiver can drop a redelivered duplicate
     (at-least-once). ``index``: the change's place in a batch row (None: a one-change row)."""
     at = seq if index is None else f"{seq}.{index}"
-    return f"urn:ngsi-ld:Notification:{uuid.uuid5(NOTIFICATION_NS, f'{sub_pk}:{at}:{created_at}')}"
+    # uuid.uuid5, without its UUID object: the same text at a third of the cost.
+    digest = bytearray(hashlib.sha1(_NS_BYTES + f"{sub_pk}:{at}:{created_at}".encode()).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest[:16].hex()
+    return f"urn:ngsi-ld:Notification:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def changes_of(payload: bytes, sub_pk: int) -> list[tuple[int | None, dict[str, Any]]]:

@@ -84,3 +84,16 @@ async def test_collected_outbox_keeps_later_rows_visible(tmp_path: Path,
         assert receiver.entities()[-1]["id"] == "urn:c:late"
     finally:
         await gen.aclose()
+
+
+def test_notification_ids_are_name_based_uuids() -> None:
+    """Stable across versions: a row resent after an upgrade keeps its notification id."""
+    import uuid
+
+    from nakhon.subscriptions.notify import NOTIFICATION_NS, notification_id
+
+    for pk, seq, created, index in [(1, 2, "x", None), (13, 99, "2026-11-23T00:00:00.000Z", 5)]:
+        at = seq if index is None else f"{seq}.{index}"
+        name = f"{pk}:{at}:{created}"
+        assert notification_id(pk, seq, created, index) == \
+            f"urn:ngsi-ld:Notification:{uuid.uuid5(NOTIFICATION_NS, name)}"
