@@ -122,10 +122,6 @@ class DeadLetterLog:
         self.write_errors = 0
 
     @property
-    def durable(self) -> bool:
-        return self._storage is not None
-
-    @property
     def pending(self) -> int:
         """Letters not yet in storage (buffered, or in the write in flight)."""
         return len(self._buffer) + self._inflight if self._storage is not None else 0
