@@ -63,14 +63,17 @@ def _schema() -> BaseSchema:
     # The three PATCH operations (mergeEntity, updateEntity, updateAttrs) are left to
     # test_fuzz.py: for their bodies schemathesis 4.32 can produce neither conforming cases
     # (Unsatisfiable) nor violating ones (UnsupportedSchema, "a `not` ... below the document
-    # root"), even from the relaxed document. The same holds, intermittently, for the
-    # negative cases of appendAttrs (POST .../attrs) and replaceAttr (PUT .../attrs/{attrId}):
-    # they are excluded too and fuzzed in test_fuzz.py instead.
+    # root"), even from the relaxed document. The same holds, intermittently (more often on a
+    # loaded machine), for the negative cases of appendAttrs (POST .../attrs), replaceAttr
+    # (PUT .../attrs/{attrId}) and replaceEntity (PUT /entities/{entityId}): they are excluded
+    # too and fuzzed in test_fuzz.py instead. (A per-operation "positive only" setting of
+    # schemathesis 4.32 widened the operation filter to paths outside IMPLEMENTED.)
     return (
         loaded.include(path_regex=IMPLEMENTED)
         .exclude(method="PATCH")
         .exclude(method="POST", path="/entities/{entityId}/attrs")
         .exclude(method="PUT", path="/entities/{entityId}/attrs/{attrId}")
+        .exclude(method="PUT", path="/entities/{entityId}")
     )
 
 
