@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -84,6 +85,9 @@ asyncio.run(main())
 '''
 
 
+_RUNS = itertools.count(1)
+
+
 def free_port() -> int:
     import socket
 
@@ -105,7 +109,10 @@ async def open_service(url: str) -> tuple[Any, SubscriptionService]:
         # A schema of its own: the benchmark never touches a real deployment's tables.
         storage = PostgresStorage(url, schema="nakhon_bench_notifications")
     else:
-        storage = storage_for(url)
+        # A fresh file per measurement, as PostgreSQL gets a fresh schema: a measurement must
+        # not inherit the previous one's subscriptions (their backlog would be delivered during
+        # it) nor its history (a growing table slows every later write).
+        storage = storage_for(url.replace(".db", f"-{next(_RUNS)}.db"))
     await storage.open()
     resolver = ContextResolver(timeout=5, max_bytes=1 << 20, ttl=3600)
     svc = SubscriptionService(storage, Access(storage, enabled=False, anonymous_read=True),
@@ -115,8 +122,13 @@ async def open_service(url: str) -> tuple[Any, SubscriptionService]:
 
 
 async def close_storage(storage: Any) -> None:
-    """Close, and on PostgreSQL drop the benchmark's own schema (it leaves nothing behind)."""
+    """Close, and drop the measurement's SQLite file or PostgreSQL schema (nothing is left
+    behind)."""
     await storage.close()
+    path = getattr(storage, "path", None)
+    if isinstance(path, str):
+        for suffix in ("", "-wal", "-shm"):
+            Path(path + suffix).unlink(missing_ok=True)
     schema = getattr(storage, "schema", None)
     if schema == "nakhon_bench_notifications":
         from nakhon.storage.postgres.testing import drop_schema
@@ -216,8 +228,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--engine", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--changes", type=int, default=5000)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=5,
                         help="alternating rounds of the write-rate measurement")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="nakhon-bench-")

@@ -68,6 +68,7 @@ class HttpConnection:
         self.host_header = parts.netloc.rsplit("@", 1)[-1]
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._head: tuple[list[tuple[str, str]], bytes] | None = None
 
     async def _connect(self) -> None:
         ctx = ssl.create_default_context() if self.https else None
@@ -104,10 +105,12 @@ class HttpConnection:
         if self._writer is None:
             await self._connect()
         assert self._reader is not None and self._writer is not None
-        head = [f"POST {self.target} HTTP/1.1", f"Host: {self.host_header}",
-                f"Content-Length: {len(body)}"]
-        head += [f"{k}: {v}" for k, v in headers]
-        self._writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        head = self._head
+        if head is None or head[0] is not headers:  # encoded once per headers list
+            lines = [f"POST {self.target} HTTP/1.1", f"Host: {self.host_header}"]
+            lines += [f"{k}: {v}" for k, v in headers]
+            head = self._head = (headers, ("\r\n".join(lines) + "\r\n").encode("latin-1"))
+        self._writer.write(b"%sContent-Length: %d\r\n\r\n%s" % (head[1], len(body), body))
         await self._writer.drain()
         response = _Response()
         parser = httptools.HttpResponseParser(_Parser(response))

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nakhon.broker.jsonld import CORE_CONTEXT_URL
+from nakhon.broker.render import RenderOptions
 from nakhon.core.logs import get_logger
 from nakhon.storage.base import EntityQuery
 from nakhon.storage.rows import utc_now
@@ -86,6 +87,7 @@ class Dispatcher:
         self.busy: Callable[[], bool] = lambda: False
         self.yield_seconds = 0.005  # while busy: at most 200 sends/s from all workers together
         self._next_slot = 0.0
+        self._prep: dict[int, tuple[Active, list[tuple[str, str]], RenderOptions]] = {}
         self._wake_lock = threading.Lock()
         self._wake_pks: set[int] = set()
         self._wake_armed = False
@@ -175,6 +177,7 @@ class Dispatcher:
                 del self._periodic[pk]
         elif periodic is None:
             self._periodic[pk] = self._loop.create_task(self._run_periodic(pk))
+        self._prep.pop(pk, None)
         worker = self._workers.get(pk)
         if worker is not None:
             worker.event.set()  # re-read the subscription (deleted / resumed / new endpoint)
@@ -266,7 +269,7 @@ class Dispatcher:
             if entry is None:
                 return False
             try:
-                data = [notify.render_change(entry.sub, doc)]
+                data = [notify.render_change(entry.sub, doc, self._prepared(entry)[1])]
             except Exception:  # cannot render: never block the queue on it
                 log.exception("notification could not be rendered; dropped",
                               subscription=entry.sub.id, seq=row.seq, index=index)
@@ -306,7 +309,7 @@ class Dispatcher:
         stats = self._stats(entry.pk)
         now = notify.notified_at()
         body = notify.body(sub, data, nid, now)
-        headers = self._headers(entry)
+        headers = self._prepared(entry)[0]
         timeout = (endpoint.timeout_ms / 1000.0) if endpoint.timeout_ms else self.default_timeout
         stats.last_notification = now
         try:
@@ -333,6 +336,15 @@ class Dispatcher:
             raise
         stats.times_sent += 1
         stats.last_success = now
+
+    def _prepared(self, entry: Active) -> tuple[list[tuple[str, str]], RenderOptions]:
+        """What every notification of ``entry`` shares: headers and render options (kept
+        while the registry holds this very entry; an update replaces it)."""
+        found = self._prep.get(entry.pk)
+        if found is None or found[0] is not entry:
+            found = self._prep[entry.pk] = (entry, self._headers(entry),
+                                            notify.options(entry.sub))
+        return found[1], found[2]
 
     def _headers(self, entry: Active) -> list[tuple[str, str]]:
         sub = entry.sub

@@ -330,7 +330,8 @@ class OutboxHook:
         self.registry = registry
         self._wake = wake
         self._pending: set[int] = set()
-        self._last_fired: dict[int, float] = {}  # throttling, by subscription pk
+        self._last_fired: dict[int, float] = {}  # throttling, by subscription pk (committed)
+        self._firing: dict[int, float] = {}  # ... and in the transaction being written
         self.busy_until = 0.0  # monotonic time until which the writer counts as busy
 
     def busy(self) -> bool:
@@ -343,6 +344,8 @@ class OutboxHook:
         n = len(changes)
         if n >= 16 or (n >= 4 and self.busy()):
             self.busy_until = time.monotonic() + 0.05
+        # A new transaction (or a retry of one that failed): its throttling marks start afresh.
+        self._firing = {}
         index = self.registry.index
         if not index:
             return ()
@@ -396,14 +399,17 @@ class OutboxHook:
                 if not sub.live(now):
                     continue
                 clock = time.monotonic()
-                last = self._last_fired.get(entry.pk)
+                last = self._firing.get(entry.pk) or self._last_fired.get(entry.pk)
                 if last is not None and clock - last < sub.throttling:
                     continue  # 5.2.12: changes within the throttling period are not notified
-                self._last_fired[entry.pk] = clock
+                self._firing[entry.pk] = clock  # counts once the transaction commits
                 fired.append(entry.pk)
         return (info, fired) if fired else None
 
     def committed(self) -> None:
+        if self._firing:
+            self._last_fired.update(self._firing)
+            self._firing = {}
         if self._pending:
             pending, self._pending = self._pending, set()
             self._wake(pending)

@@ -79,8 +79,10 @@ def options(sub: Subscription) -> render.RenderOptions:
     )
 
 
-def render_change(sub: Subscription, doc: dict[str, Any]) -> dict[str, Any]:
-    """One changed entity as the subscription wants it."""
+def render_change(sub: Subscription, doc: dict[str, Any],
+                  opts: render.RenderOptions | None = None) -> dict[str, Any]:
+    """One changed entity as the subscription wants it (``opts``: ``options(sub)``, when the
+    caller keeps it)."""
     compact = sub.terms.compact
     types = doc["types"]
     if "deletedAt" in doc:  # entityDeleted: id, type and deletedAt (5.2.12, 4.8)
@@ -92,7 +94,8 @@ def render_change(sub: Subscription, doc: dict[str, Any]) -> dict[str, Any]:
         return out
     entity = Entity(doc["id"], types, doc["attrs"], doc.get("scope"), doc.get("createdAt", ""),
                     doc.get("modifiedAt", ""))
-    opts = options(sub)
+    if opts is None:
+        opts = options(sub)
     out = render.render_entity(entity, compact, opts)
     wanted = sub.attributes
     for iri in doc.get("deletedAttrs", ()):

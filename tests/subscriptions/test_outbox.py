@@ -97,3 +97,38 @@ def test_notification_ids_are_name_based_uuids() -> None:
         name = f"{pk}:{at}:{created}"
         assert notification_id(pk, seq, created, index) == \
             f"urn:ngsi-ld:Notification:{uuid.uuid5(NOTIFICATION_NS, name)}"
+
+
+def test_throttling_counts_only_committed_notifications() -> None:
+    """A transaction retried after a failure (PostgreSQL retries deadlocks) must not find its
+    own first attempt's notification in the throttling period."""
+    import orjson
+
+    from nakhon.broker import ops
+    from nakhon.broker.jsonld import CORE_TERM_MAP
+    from nakhon.broker.model import NGSI_LD, Entity
+    from nakhon.subscriptions.matcher import Active, OutboxHook, Registry
+    from nakhon.subscriptions.model import parse_subscription
+
+    vocab, now = NGSI_LD + "default-context/", "2026-11-01T00:00:00.000Z"
+    doc = {"id": "urn:ngsi-ld:Subscription:t", "type": "Subscription", "throttling": 60,
+           "entities": [{"type": "Sensor"}],
+           "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}}}
+    registry = Registry()
+    registry.replace([Active(1, "t", parse_subscription(doc, CORE_TERM_MAP, None,
+                                                        creating=True), now, now)])
+    hook = OutboxHook(registry, lambda pks: None)
+
+    def change(i: int) -> list[tuple[str, str, Any]]:
+        entity = Entity(f"urn:s:{i}", [vocab + "Sensor"],
+                        {vocab + "temperature": [{"type": "Property", "value": i}]})
+        return [("t", entity.id, ops.create_entity(entity)(None, now))]
+
+    def fired(i: int) -> int:
+        blocks = hook.rows(change(i), now)
+        return sum(len(orjson.loads(b.rows[0][1])["changes"]) for b in blocks)
+
+    assert fired(1) == 1
+    assert fired(1) == 1  # the first attempt failed (no commit): the retry notifies
+    hook.committed()
+    assert fired(2) == 0  # within the period after a committed notification
