@@ -5,7 +5,9 @@ batch changed and, once the batch has committed, hands them to a background task
 :func:`~nakhon.domains.alert_service.evaluate_alerts`. Writers never wait for alert rules; a
 burst is coalesced (the newest state of each entity is evaluated once) and, past
 ``max_pending`` queued batches, dropped with a warning — alerts are re-derived from the next
-change or the periodic sweep, while the write path stays fast.
+change or the periodic sweep, while the write path stays fast. Windowed and rate rules read
+recent values from a :class:`~nakhon.domains.recent.StoredHistory`, so they judge from the
+stored history at once after a restart or a backfill.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from typing import cast
 
 from nakhon.broker.model import Entity
 from nakhon.broker.service import Broker
 from nakhon.core.logs import get_logger
 from nakhon.domains.alert_service import evaluate_alerts, is_alert
+from nakhon.domains.recent import StoredHistory
+from nakhon.storage.history_base import HistoryStore
 from nakhon.storage.hooks import Change, HookRows
 
 log = get_logger("nakhon.domains.alert_feed")
@@ -32,6 +37,8 @@ class AlertFeed:
         self.max_pending = max_pending
         self.dropped = 0
         self.evaluated = 0
+        # Both engines implement the history reads (the Storage protocol does not name them).
+        self.history = StoredHistory(cast(HistoryStore, broker.storage))
         self._noted: Batch = []
         self._queue: asyncio.Queue[Batch] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -101,5 +108,6 @@ class AlertFeed:
             for tenant, entity in batch:
                 latest.setdefault(tenant, {})[entity.id] = entity
         for tenant, entities in latest.items():
-            await evaluate_alerts(self.broker, tenant, list(entities.values()))
+            await evaluate_alerts(self.broker, tenant, list(entities.values()),
+                                  history=self.history)
             self.evaluated += len(entities)

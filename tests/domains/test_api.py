@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,17 +23,6 @@ ENTITIES = "/ngsi-ld/v1/entities"
 def broker_of(api: Api) -> Broker:
     broker: Broker = api.client.app.state.api.broker  # type: ignore[attr-defined]
     return broker
-
-
-@pytest.fixture
-async def manual_alerts(api: Api) -> AsyncIterator[None]:
-    """Tests that drive evaluate_alerts with their own clock pause the automatic feed."""
-    feed = api.client.app.state.alert_feed  # type: ignore[attr-defined]
-    await feed.stop()
-    try:
-        yield
-    finally:
-        feed.start()
 
 
 def iso(moment: datetime) -> str:
