@@ -20,9 +20,11 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -146,10 +148,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             proc.start()
             ready.set()
             t0 = time.time()
+            cpu0 = _cpu(resource.RUSAGE_SELF)
+            threads0 = _thread_cpu()
             deadline = t0 + args.seconds + 60
             while len(latencies) < total and time.time() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
+            cpu_nakhon = _cpu(resource.RUSAGE_SELF) - cpu0
+            threads1 = _thread_cpu()
             proc.join(timeout=10)
+            cpu_pub = _cpu(resource.RUSAGE_CHILDREN)
             r = await http.get("/ngsi-ld/v1/entities?type=Sensor&limit=1&count=true",
                                headers=h)
             queryable = int(r.headers.get("NGSILD-Results-Count", "0"))
@@ -167,9 +174,40 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "rate": len(latencies) / span if span == span and span > 0 else float("nan"),
         "p50": pct(0.5), "p99": pct(0.99), "max": lat[-1] if lat else float("nan"),
         "mean_batch": statistics.mean([len(latencies) / max(1, len(commits))]),
+        "cpu_us": cpu_nakhon / max(1, len(latencies)) * 1e6,
+        "pub_us": cpu_pub / max(1, total) * 1e6,
+        "load": os.getloadavg()[0],
+        "threads": {name: (threads1[name] - threads0.get(name, 0.0)) / max(1, len(latencies))
+                    * 1e6 for name in threads1},
         "entities": queryable, "rejected": stats["rejectedTotal"], "raw": raw,
         "ack": "on receipt" if args.ack_on_receipt else "after commit",
     }
+
+
+def _cpu(who: int) -> float:
+    use = resource.getrusage(who)
+    return use.ru_utime + use.ru_stime
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds per thread name of this process (Linux /proc; empty elsewhere)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    names = {str(t.native_id): t.name for t in threading.enumerate()}
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = names.get(tid, "other")
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 async def forget(client_id: str) -> None:
@@ -202,11 +240,17 @@ def main() -> None:
             # The persistent session would otherwise keep queueing every device message.
             asyncio.run(forget(args.client_id))
     print("| engine | ack | target msg/s | sent | committed | sustained msg/s | p50 s | p99 s "
-          "| max s | entities | rejected | raw insert upserts/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| max s | entities | rejected | raw insert upserts/s | mean batch "
+          "| Nakhon CPU µs/msg | publisher CPU µs/msg | load |")
+    print("| --- " * 16 + "|")
     print(f"| {res['engine']} | {res['ack']} | {res['target']} | {res['sent']} | "
           f"{res['committed']} | {res['rate']:.0f} | {res['p50']:.3f} | {res['p99']:.3f} | "
-          f"{res['max']:.3f} | {res['entities']} | {res['rejected']} | {res['raw']:.0f} |")
+          f"{res['max']:.3f} | {res['entities']} | {res['rejected']} | {res['raw']:.0f} | "
+          f"{res['mean_batch']:.0f} | {res['cpu_us']:.0f} | {res['pub_us']:.0f} | "
+          f"{res['load']:.1f} |")
+    busy = {k: round(v) for k, v in sorted(res["threads"].items(), key=lambda kv: -kv[1])
+            if v >= 1}
+    print(f"CPU µs per committed message by thread: {busy}")
 
 
 if __name__ == "__main__":

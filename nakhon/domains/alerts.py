@@ -27,6 +27,7 @@ and the alert keeps its state.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,8 +67,11 @@ class Decision:
 # --- evaluation ----------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8192)
 def local_name(iri: str) -> str:
-    """The last segment of an IRI (after '/', '#' or ':'): how rules name types and attrs."""
+    """The last segment of an IRI (after '/', '#' or ':'): how rules name types and attrs.
+
+    Cached: alert evaluation asks it for every attribute of every changed entity (ingest)."""
     return re.split(r"[/#:]", iri)[-1]
 
 

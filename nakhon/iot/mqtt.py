@@ -7,13 +7,21 @@ Topics, as the FIWARE IoT Agents read them (``+`` is one level)::
     /json/<apikey>/<device_id>/attrs[/<object_id>]   JSON (iotagent-json)
     /ul/<apikey>/<device_id>/attrs[/<object_id>]     UltraLight (iotagent-ul)
 
-Delivery guarantees: the client connects with a stable client id and ``clean_session=False``
-and subscribes with QoS 1, so the broker keeps the session — and queues messages — while Nakhon
-is stopped or the connection is down. Acknowledgement is manual (paho's ``manual_ack``, reached
-through aiomqtt's client object because aiomqtt 2.x does not expose it): a message is PUBACKed
-only after the batch holding its measurements has committed, so a crash between receipt and
-commit loses nothing — the broker redelivers. Rejected messages (dead letters) are acked at once:
-redelivering poison would only loop.
+Delivery guarantees: the client (:mod:`nakhon.iot.wire`, MQTT 5) connects with a stable client
+id, no clean start and a session that never expires, and subscribes with QoS 1, so the broker
+keeps the session — and queues messages — while Nakhon is stopped or the connection is down.
+A message is PUBACKed only after the batch holding its measurements has committed, so a crash
+between receipt and commit loses nothing — the broker redelivers. Rejected messages (dead
+letters) are acked at once: redelivering poison would only loop. The client declares a
+``Receive Maximum`` (:data:`RECEIVE_MAX`): that many messages may be unacknowledged — received,
+waiting for their commit — at once; MQTT 3.1.1 left this to the broker (Mosquitto: 20), which
+capped a consumer that acks after commit at 20 messages per commit.
+
+Hot path: the wire client hands over every PUBLISH of one socket read as one list; messages of
+devices already in the registry cache are converted synchronously and go to the batcher as ONE
+submission whose PUBACKs are written together after the commit. A cache miss (first message of
+a device) and everything after it in arrival order take the asynchronous path, which reads the
+registry from storage.
 """
 
 from __future__ import annotations
@@ -21,20 +29,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
-
-import aiomqtt
 
 from nakhon.core.logs import get_logger
 from nakhon.iot import stats as reasons
 from nakhon.iot.batcher import Batcher, Results
+from nakhon.iot.payloads import iso_utc
 from nakhon.iot.registry import Rejected
-from nakhon.iot.service import Format, Ingestor
+from nakhon.iot.service import Format, Ingestor, Measurement
+from nakhon.iot.wire import Message, WireClient, WireError
 
 log = get_logger("nakhon.iot.mqtt")
+
+RECEIVE_MAX = 4000
+"""Most unacknowledged QoS 1 messages the broker may send before it waits for PUBACKs (MQTT 5
+``Receive Maximum``): at full load about one second of messages, two full ingest batches."""
+
+KEEPALIVE = 30
+_TOPIC_CACHE_MAX = 100_000
 
 TOPICS = (
     "/+/+/attrs", "/+/+/attrs/+",
@@ -88,25 +104,33 @@ class MqttConsumer:
     """Subscribes, feeds the batcher, acks after commit, reconnects with backoff forever."""
 
     def __init__(self, url: str, client_id: str, ingestor: Ingestor, batcher: Batcher, *,
-                 reconnect_max: float = 30.0, ack_after_commit: bool = True) -> None:
+                 reconnect_max: float = 30.0, ack_after_commit: bool = True,
+                 receive_max: int = RECEIVE_MAX) -> None:
         self.target = parse_url(url)
         self.client_id = client_id
         self.ingestor = ingestor
         self.batcher = batcher
         self.reconnect_max = reconnect_max
         self.ack_after_commit = ack_after_commit
+        self.receive_max = receive_max
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._topics: dict[str, TopicParts | None] = {}
+        # Messages waiting behind a registry miss, in arrival order, and the task draining them.
+        self._backlog: deque[tuple[WireClient, list[Message]]] = deque()
+        self._drainer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="nakhon-iot-mqtt")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._drainer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._drainer = None
+        self._backlog.clear()
 
     async def _run(self) -> None:
         delay = 0.5
@@ -114,7 +138,7 @@ class MqttConsumer:
             try:
                 await self._session()
                 delay = 0.5
-            except aiomqtt.MqttError as exc:
+            except WireError as exc:
                 self.connected.clear()
                 self.ingestor.stats.counters["reconnects"] += 1
                 log.warning("mqtt connection lost; reconnecting", error=str(exc),
@@ -124,60 +148,125 @@ class MqttConsumer:
             delay = min(delay * 2, self.reconnect_max)
 
     async def _session(self) -> None:
-        client = aiomqtt.Client(
-            self.target.host, self.target.port,
-            username=self.target.username, password=self.target.password,
-            identifier=self.client_id, clean_session=False,
-            protocol=aiomqtt.ProtocolVersion.V311, keepalive=30,
-        )
-        paho: Any = client._client
-        if self.ack_after_commit:
-            paho.manual_ack_set(True)
-        async with client:
-            await client.subscribe([(t, 1) for t in TOPICS])
+        client = WireClient(lambda batch: self._received(client, batch))
+        try:
+            await client.connect(
+                self.target.host, self.target.port, client_id=self.client_id,
+                username=self.target.username, password=self.target.password,
+                keepalive=KEEPALIVE, clean_start=False, receive_max=self.receive_max)
+            await client.subscribe(TOPICS, 1)
             self.connected.set()
             log.info("mqtt ingest subscribed", host=self.target.host, port=self.target.port,
                      client_id=self.client_id)
-            async for message in client.messages:
-                await self._handle(paho, message)
+            await client.closed()
+        finally:
+            self.connected.clear()
+            await client.disconnect()
 
-    async def _handle(self, paho: Any, message: aiomqtt.Message) -> None:
-        topic = message.topic.value
-        payload = bytes(message.payload)
-        ack = self._acker(paho, message.mid, message.qos)
-        parts = parse_topic(topic)
+    # --- message handling ------------------------------------------------------------------
+
+    def _received(self, client: WireClient, batch: list[Message]) -> None:
+        """Every PUBLISH of one read, in order (called by the wire client)."""
+        if self._drainer is None:
+            batch = self._handle_cached(client, batch)
+            if not batch:
+                return
+            self._drainer = asyncio.create_task(self._drain(), name="nakhon-iot-mqtt-misses")
+        self._backlog.append((client, batch))
+
+    def _parts(self, topic: str) -> TopicParts | None:
+        try:
+            return self._topics[topic]
+        except KeyError:
+            if len(self._topics) >= _TOPIC_CACHE_MAX:
+                self._topics.clear()
+            parts = self._topics[topic] = parse_topic(topic)
+            return parts
+
+    def _handle_cached(self, client: WireClient, batch: list[Message]) -> list[Message]:
+        """Handle messages while their devices are cached; the rest from the first miss on."""
+        items: list[Measurement] = []
+        accepted: list[int] = []
+        refused: list[int] = []
+        ingestor, cached = self.ingestor, self.ingestor.registry.cached
+        received = iso_utc(datetime.now(UTC))
+        rest: list[Message] = []
+        for k, msg in enumerate(batch):
+            parts = self._parts(msg.topic)
+            if parts is None:
+                self._bad_topic(msg)
+                refused.append(msg.mid)
+                continue
+            target = cached(parts.apikey, parts.device_id)
+            if target is None:
+                rest = batch[k:]
+                break
+            try:
+                items += ingestor.prepare_for(
+                    target, transport="mqtt", payload=msg.payload, fmt=parts.fmt,
+                    attr=parts.attr, received=received, topic=msg.topic)
+            except Rejected:
+                refused.append(msg.mid)
+                continue
+            except Exception as exc:  # a bug must not stop the loop; keep it as a letter
+                self._internal_error(msg, exc)
+                refused.append(msg.mid)
+                continue
+            accepted.append(msg.mid)
+        if refused:
+            client.ack(refused)
+        if items:
+            if self.ack_after_commit:
+                self.batcher.put(items, lambda _: client.ack(accepted), "mqtt")
+            else:
+                client.ack(accepted)
+                self.batcher.put(items, None, "mqtt")
+        return rest
+
+    async def _drain(self) -> None:
+        """The slow path: one message at a time while misses are resolved, in order."""
+        try:
+            while self._backlog:
+                client, batch = self._backlog.popleft()
+                while batch:
+                    await self._handle_one(client, batch[0])
+                    batch = self._handle_cached(client, batch[1:])
+        finally:
+            self._drainer = None
+
+    async def _handle_one(self, client: WireClient, msg: Message) -> None:
+        parts = self._parts(msg.topic)
         if parts is None:
-            self.ingestor.stats.counters["received"] += 1
-            self.ingestor.stats.reject(reasons.BAD_TOPIC, "not an IoT Agent measure topic",
-                                       transport="mqtt", payload=payload, topic=topic)
-            ack(None)
+            self._bad_topic(msg)
+            client.ack((msg.mid,))
             return
         try:
             items = await self.ingestor.prepare(
                 transport="mqtt", apikey=parts.apikey, device_id=parts.device_id,
-                payload=payload, fmt=parts.fmt, attr=parts.attr, topic=topic)
+                payload=msg.payload, fmt=parts.fmt, attr=parts.attr, topic=msg.topic)
         except Rejected:
-            ack(None)
+            client.ack((msg.mid,))
             return
-        except Exception as exc:  # a bug must not stop the loop; keep the message as a letter
-            self.ingestor.stats.reject(reasons.BAD_PAYLOAD, f"internal error: {exc!r}",
-                                       transport="mqtt", payload=payload, topic=topic)
-            log.exception("iot message handling failed", topic=topic)
-            ack(None)
+        except Exception as exc:
+            self._internal_error(msg, exc)
+            client.ack((msg.mid,))
             return
-        self.batcher.put(items, ack, "mqtt")
+        if self.ack_after_commit:
+            self.batcher.put(items, _acker(client, msg.mid), "mqtt")
+        else:
+            client.ack((msg.mid,))
+            self.batcher.put(items, None, "mqtt")
 
-    def _acker(self, paho: Any, mid: int, qos: int) -> Callable[[Results | None], None]:
-        if not self.ack_after_commit or qos == 0:
-            return _no_ack
+    def _bad_topic(self, msg: Message) -> None:
+        self.ingestor.stats.counters["received"] += 1
+        self.ingestor.stats.reject(reasons.BAD_TOPIC, "not an IoT Agent measure topic",
+                                   transport="mqtt", payload=msg.payload, topic=msg.topic)
 
-        def ack(_: Results | None) -> None:
-            # After a reconnect the old mid means nothing; the broker redelivers it anyway.
-            if paho.is_connected():
-                paho.ack(mid, qos)
-
-        return ack
+    def _internal_error(self, msg: Message, exc: Exception) -> None:
+        self.ingestor.stats.reject(reasons.BAD_PAYLOAD, f"internal error: {exc!r}",
+                                   transport="mqtt", payload=msg.payload, topic=msg.topic)
+        log.exception("iot message handling failed", topic=msg.topic)
 
 
-def _no_ack(_: Results | None) -> None:
-    return None
+def _acker(client: WireClient, mid: int) -> Callable[[Results | None], None]:
+    return lambda _: client.ack((mid,))

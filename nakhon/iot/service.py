@@ -87,24 +87,45 @@ class Ingestor:
         topic: str | None = None,
     ) -> list[Measurement]:
         """Measurements of one message; raises :class:`Rejected` (already dead-lettered)."""
-        self.stats.counters["received"] += 1
         target = self.registry.cached(apikey, device_id)
-        try:
-            if target is None:
+        if target is None:
+            try:
                 target = await self.registry.resolve(apikey, device_id)
-            received = iso_utc(datetime.now(UTC))
+            except Rejected as rej:
+                self.stats.counters["received"] += 1
+                self.stats.reject(rej.reason, rej.detail, transport=transport, payload=payload,
+                                  tenant=rej.tenant, apikey=apikey, device_id=device_id,
+                                  topic=topic)
+                raise
+        return self.prepare_for(target, transport=transport, payload=payload, fmt=fmt,
+                                attr=attr, timestamp=timestamp, topic=topic)
+
+    def prepare_for(
+        self,
+        target: Target,
+        *,
+        transport: str,
+        payload: bytes,
+        fmt: Format,
+        attr: str | None = None,
+        timestamp: str | None = None,
+        received: str | None = None,
+        topic: str | None = None,
+    ) -> list[Measurement]:
+        """:meth:`prepare` for a device already resolved (synchronous: the MQTT hot path).
+
+        ``received`` is the receive time (ISO 8601 UTC), shared by the messages of one read."""
+        self.stats.counters["received"] += 1
+        try:
+            if received is None:
+                received = iso_utc(datetime.now(UTC))
             stamp = parse_timestamp(timestamp) if timestamp else None
             return self._convert(target, payload, fmt, attr, stamp, received)
-        except Rejected as rej:
-            self.stats.reject(rej.reason, rej.detail, transport=transport, payload=payload,
-                              tenant=rej.tenant, apikey=apikey, device_id=device_id, topic=topic)
-            raise
         except PayloadError as exc:
-            tenant = target.tenant if target is not None else None
             self.stats.reject(reasons.BAD_PAYLOAD, str(exc), transport=transport,
-                              payload=payload, tenant=tenant, apikey=apikey,
-                              device_id=device_id, topic=topic)
-            raise Rejected(reasons.BAD_PAYLOAD, str(exc), tenant) from None
+                              payload=payload, tenant=target.tenant, apikey=target.apikey,
+                              device_id=target.device_id, topic=topic)
+            raise Rejected(reasons.BAD_PAYLOAD, str(exc), target.tenant) from None
 
     def _convert(self, target: Target, payload: bytes, fmt: Format, attr: str | None,
                  stamp: str | None, received: str) -> list[Measurement]:

@@ -143,3 +143,37 @@ async def test_messages_sent_while_stopped_arrive_after_start(
     await wait_for(last_arrived, limit=15)
     metrics = (await client.get(f"{BASE}/metrics")).json()
     assert metrics["written"] >= 50
+
+
+async def test_nothing_is_acked_before_its_commit(mqtt_app: MqttApp, tenant: str) -> None:
+    """Messages received while every write fails are not acknowledged: after a restart the
+    broker delivers them again and they are all written."""
+    client = await mqtt_app.start()
+    key = f"k{uuid.uuid4().hex[:10]}"
+    await provision(client, tenant, key, [{"device_id": "a1", "attributes": [
+        {"object_id": "n", "name": "seq", "type": "Integer"}]}])
+    rt = client.app.state.iot  # type: ignore[attr-defined]
+
+    async def failing(items: Any) -> Any:
+        raise OSError("database down")
+
+    rt.batcher._write = failing
+    await publish([(f"/{key}/a1/attrs", f'{{"n": {i}}}') for i in range(1, 31)])
+
+    async def all_received() -> bool:
+        return int(rt.stats.counters["received"]) >= 30 and rt.stats.counters["retries"] > 0
+
+    await wait_for(all_received, limit=10)
+    await mqtt_app.stop()
+    client = await mqtt_app.start()
+    eid = "urn:ngsi-ld:AirQualityObserved:a1"
+
+    async def last_arrived() -> bool:
+        seq = await _attr(client, tenant, eid, "seq")
+        return seq is not None and seq["value"] == 30
+
+    await wait_for(last_arrived, limit=15)
+    r = await client.get(f"/ngsi-ld/v1/temporal/entities/{eid}?attrs=seq&lastN=100",
+                         headers={"NGSILD-Tenant": tenant})
+    values = sorted({i["value"] for i in r.json()["seq"]})
+    assert values == list(range(1, 31))
