@@ -5,8 +5,9 @@ principal may write every tenant involved (the ingest loop runs as ``SYSTEM``; t
 key was its credential) and writes all measurements with ONE ``storage.write`` call, each as an
 upsert-update of the device's entity (created again if someone deleted it; existing attributes
 overwritten, so each measure becomes a new instance in temporal history with its
-``observedAt``). :class:`Ingestor` is the edge both doors (MQTT and HTTP) share: resolve the
-device, parse the payload, convert by the mapping, dead-letter what does not fit.
+``observedAt``; :mod:`nakhon.iot.update` is the fast form of that mutation). :class:`Ingestor`
+is the edge both doors (MQTT and HTTP) share: resolve the device, parse the payload, convert by
+the mapping, dead-letter what does not fit.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from nakhon.broker import ops
-from nakhon.broker.model import Entity, Instance
+from nakhon.broker.model import Instance
 from nakhon.core.auth import Access, Principal
 from nakhon.iot import stats as reasons
 from nakhon.iot.convert import Target
@@ -32,6 +32,7 @@ from nakhon.iot.payloads import (
 )
 from nakhon.iot.registry import Registry, Rejected
 from nakhon.iot.stats import IngestStats
+from nakhon.iot.update import measurement_update
 from nakhon.storage.base import Outcome, Storage, WriteOp
 
 Format = Literal["json", "ul", "auto"]
@@ -54,8 +55,7 @@ async def ingest_measurements(
     for tenant in {m.tenant for m in items}:
         access.require_write(principal, tenant)
     return await storage.write([
-        WriteOp(m.tenant, m.entity_id,
-                ops.upsert_entity(Entity(m.entity_id, m.types, m.attrs), mode="update"))
+        WriteOp(m.tenant, m.entity_id, measurement_update(m.entity_id, m.types, m.attrs))
         for m in items
     ])
 
