@@ -203,12 +203,17 @@ async def write_rate(url: str, port: int, subs: int, seconds: float) -> tuple[fl
 async def measure(url: str, port: int, args: argparse.Namespace) -> None:
     one = await throughput(url, port, 1, args.changes)
     ten = await throughput(url, port, 10, args.changes // 2)
-    # The baseline and the loaded case alternate, round after round, so that whatever else the
-    # machine does weighs on both alike; each round gives one ratio.
+    # The baseline and the loaded case alternate, round after round and in ABBA order (odd
+    # rounds measure the baseline first, even rounds second), so that whatever else the machine
+    # does weighs on both alike and a drift cancels out; each round gives one ratio.
     rounds: list[tuple[float, float, float]] = []
-    for _ in range(args.rounds):
-        base, _ = await write_rate(url, port, 0, args.seconds)
-        loaded, sent = await write_rate(url, port, 10, args.seconds)
+    for n in range(args.rounds):
+        if n % 2 == 0:
+            base, _ = await write_rate(url, port, 0, args.seconds)
+            loaded, sent = await write_rate(url, port, 10, args.seconds)
+        else:
+            loaded, sent = await write_rate(url, port, 10, args.seconds)
+            base, _ = await write_rate(url, port, 0, args.seconds)
         rounds.append((base, loaded, sent))
     ratios = sorted(loaded / base for base, loaded, _ in rounds)
     median = ratios[len(ratios) // 2]

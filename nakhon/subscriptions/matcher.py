@@ -339,11 +339,12 @@ class OutboxHook:
         return time.monotonic() < self.busy_until
 
     def rows(self, changes: Sequence[Change], now: str) -> Sequence[HookRows]:
-        # Group commit is grouping: writes are queueing up. Once busy, smaller groups keep it
-        # busy (hysteresis): delivery taking the CPU back would itself shrink the groups.
+        # Group commit is grouping: writes are queueing up. Once busy, any group keeps it busy
+        # (hysteresis): delivery taking the CPU back from the callers would itself shrink the
+        # groups, and then get still more of it.
         n = len(changes)
-        if n >= 16 or (n >= 4 and self.busy()):
-            self.busy_until = time.monotonic() + 0.05
+        if n >= 16 or (n >= 2 and self.busy()):
+            self.busy_until = time.monotonic() + 0.1
         # A new transaction (or a retry of one that failed): its throttling marks start afresh.
         self._firing = {}
         index = self.registry.index
