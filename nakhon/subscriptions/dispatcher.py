@@ -237,7 +237,13 @@ class Dispatcher:
         were handled, else just before the row it stopped in)."""
         since_ack = 0
         for n, row in enumerate(rows):
-            for index, doc in notify.changes_of(row.payload, pk):
+            try:
+                changes = notify.changes_of(row.payload, pk)
+            except Exception:  # an unreadable row must never block the queue
+                log.exception("outbox row could not be read; skipped", subscription_pk=pk,
+                              seq=row.seq)
+                continue
+            for index, doc in changes:
                 if self.busy():
                     await self._pace()
                 if not await self._deliver_change(pk, worker, row, index, doc):

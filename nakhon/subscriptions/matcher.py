@@ -4,8 +4,9 @@ The hook (:class:`OutboxHook`) runs inside every write transaction (``nakhon.sto
 so its cost per change is what decides whether writes keep their speed with subscriptions on.
 Hence: a tenant without subscriptions costs one dict lookup; otherwise candidates come from an
 index by entity type and by watched attribute (:class:`TenantIndex`), the change is classified
-once (:class:`ChangeInfo`) and only then are ``q``/``geoQ``/``scopeQ`` evaluated, and the
-payload is serialised once per change however many subscriptions it fires.
+once (:class:`~nakhon.subscriptions.change.ChangeInfo`) and only then are filters evaluated,
+once per group of equal filters (``q`` prepared once per subscription), and the whole batch
+becomes one outbox row, serialised once.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import Any
 
 import orjson
 
-from nakhon.broker import query as ql
-from nakhon.broker.model import Entity, Instance
+from nakhon.broker.model import Entity
 from nakhon.core.logs import get_logger
 from nakhon.storage.base import Outcome
 from nakhon.storage.hooks import Change, HookRows
+from nakhon.subscriptions.change import ChangeInfo
 from nakhon.subscriptions.model import Subscription
 from nakhon.subscriptions.qfast import prepare_q
 
@@ -30,7 +31,6 @@ log = get_logger("nakhon.subscriptions")
 
 OUTBOX_TABLE = "notification_outbox"
 OUTBOX_COLUMNS = ("subs", "payload", "created_at")
-_SYSTEM = ("createdAt", "modifiedAt")
 
 
 @dataclass(slots=True)
@@ -167,111 +167,6 @@ class TenantIndex:
         return list(found.values())
 
 
-def _same(a: Instance, b: Instance) -> bool:
-    """Equal apart from the system times (a rewrite with the same content is no update)."""
-    # Member by member rather than comparing two filtered copies: no allocation per change.
-    for k, v in a.items():
-        if k not in _SYSTEM and (k not in b or not (b[k] is v or b[k] == v)):
-            return False
-    return all(k in a or k in _SYSTEM for k in b)
-
-
-class ChangeInfo:
-    """One change, classified: entity event and per-attribute events (computed once)."""
-
-    __slots__ = ("_triggered", "attr_events", "created", "deleted", "entity", "outcome",
-                 "previous")
-
-    def __init__(self, outcome: Outcome) -> None:
-        self.outcome = outcome
-        self.created = outcome.created
-        self.deleted = outcome.deleted
-        self.previous = outcome.previous
-        self.entity: Entity = outcome.entity or outcome.previous  # type: ignore[assignment]
-        self.attr_events: dict[str, str] = {}
-        self._triggered: dict[tuple[frozenset[str], frozenset[str] | None], bool] = {}
-        if self.deleted:
-            return
-        before = {} if self.created or self.previous is None else self.previous.attrs
-        now = outcome.entity.attrs if outcome.entity is not None else {}
-        for iri, inst in outcome.changed:
-            if iri in self.attr_events:
-                continue
-            old = before.get(iri)
-            if old is None:
-                self.attr_events[iri] = "attributeCreated"
-                continue
-            ds = inst.get("datasetId")
-            prior = next((i for i in old if i.get("datasetId") == ds), None)
-            if prior is None:
-                self.attr_events[iri] = "attributeCreated"
-            elif not _same(prior, inst):
-                self.attr_events[iri] = "attributeUpdated"
-        for iri in outcome.removed:
-            if iri not in now:
-                self.attr_events[iri] = "attributeDeleted"
-            elif iri not in self.attr_events:
-                kept = {i.get("datasetId") for i in now[iri]}
-                if any(i.get("datasetId") not in kept for i in before.get(iri, ())):
-                    self.attr_events[iri] = "attributeDeleted"
-
-    def _trigger(self, triggers: frozenset[str], watched: frozenset[str] | None) -> bool:
-        if self.deleted:
-            return "entityDeleted" in triggers
-        if self.created and "entityCreated" in triggers:
-            return True
-        return any(event in triggers and (watched is None or iri in watched)
-                   for iri, event in self.attr_events.items())
-
-    def fires(self, sub: Subscription, group: Group | None = None) -> bool:
-        """Does this change meet the subscription's triggers, watched attributes and filters?
-        ``group``: the sealed group of ``sub``, with what is prepared once per subscription."""
-        key = (sub.triggers, sub.watched)
-        triggered = self._triggered.get(key)
-        if triggered is None:  # many subscriptions share their triggers: decided once each
-            triggered = self._triggered[key] = self._trigger(*key)
-        if not triggered:
-            return False
-        entity = self.entity
-        # Candidates come from the type index, so plain type selectors have matched already.
-        by_type_only = sub.by_type_only if group is None else group.by_type_only
-        if sub.entities and not by_type_only and \
-                not any(s.matches(entity.id, entity.types) for s in sub.entities):
-            return False
-        if sub.q is not None:
-            if group is not None and group.q is not None:
-                if not group.q(entity):
-                    return False
-            elif not ql.match_q(sub.q, entity):
-                return False
-        if sub.scope_q is not None and not ql.match_scope(sub.scope_q, entity.scope):
-            return False
-        return sub.geo is None or ql.match_geo(sub.geo, entity)
-
-    def payload(self, now: str) -> dict[str, Any]:
-        """What the outbox keeps for this change: the entity in normal form, the previous
-        instances of what changed (for showChanges) and the deletions."""
-        entity = self.entity
-        doc: dict[str, Any] = {
-            "id": entity.id,
-            "types": entity.types,
-            "scope": entity.scope,
-            "createdAt": entity.created_at,
-            "modifiedAt": entity.modified_at,
-        }
-        if self.deleted:
-            doc["deletedAt"] = now
-            return doc
-        doc["attrs"] = entity.attrs
-        if self.previous is not None and self.attr_events:
-            before = self.previous.attrs
-            doc["previous"] = {iri: before[iri] for iri in self.attr_events if iri in before}
-        deleted = [iri for iri, ev in self.attr_events.items() if ev == "attributeDeleted"]
-        if deleted:
-            doc["deletedAttrs"] = deleted
-        return doc
-
-
 class Registry:
     """All stored subscriptions, by pk and by tenant; swapped whole, so the writer thread
     always reads a consistent snapshot without a lock."""
@@ -344,7 +239,7 @@ class OutboxHook:
         # groups, and then get still more of it.
         n = len(changes)
         if n >= 16 or (n >= 2 and self.busy()):
-            self.busy_until = time.monotonic() + 0.1
+            self.busy_until = time.monotonic() + 0.25
         # A new transaction (or a retry of one that failed): its throttling marks start afresh.
         self._firing = {}
         index = self.registry.index

@@ -1,7 +1,7 @@
 """Notification bodies (5.3.1) from outbox payloads, rendered for one subscription.
 
 Rendering happens at delivery, not in the write transaction: the writer only serialises the
-change once (``matcher.ChangeInfo.payload``); format, projection, ``lang``, ``sysAttrs``,
+change once (``change.ChangeInfo.payload``); format, projection, ``lang``, ``sysAttrs``,
 ``showChanges`` and the subscription's @context are applied here.
 """
 

@@ -45,6 +45,8 @@ class SubscriptionService:
         self.dispatcher: Dispatcher | None = None
         self.hook: OutboxHook | None = None
         self._version = ""
+        self._edits = 0  # local creates/updates/deletes committed (see _load)
+        self._deleting: set[int] = set()
 
     # --- life cycle (the app's lifespan) -----------------------------------------------------
 
@@ -75,12 +77,25 @@ class SubscriptionService:
             await self.store.close()
 
     async def _load(self) -> None:
+        """(Re)load every subscription from the store into the registry.
+
+        Runs beside this process's own create/update/delete (at open, on taking over delivery,
+        on another process's edit): a snapshot read before one of them committed must not undo
+        it — a dropped subscription would miss the changes written until the next reload. So
+        each local edit counts itself once its write is committed, and a snapshot during which
+        the count moved is read again; a subscription being deleted is never put back."""
         assert self.store is not None and self.dispatcher is not None
-        self._version = await self.store.version()
+        while True:
+            seen = self._edits
+            version = await self.store.version()
+            loaded = [(stored, await self._parse_stored(stored))
+                      for stored in await self.store.load()]
+            if seen == self._edits:
+                break
+        self._version = version
         entries = []
-        for stored in await self.store.load():
-            entry = await self._parse_stored(stored)
-            if entry is not None:
+        for stored, entry in loaded:
+            if entry is not None and stored.pk not in self._deleting:
                 entries.append(entry)
                 self.dispatcher.stats.setdefault(stored.pk, stored.stats)
                 cursor = self.dispatcher.cursors.get(stored.pk, 0)
@@ -152,6 +167,7 @@ class SubscriptionService:
         sub = parse_subscription(doc, terms, context, creating=True)
         now = utc_now()
         pk, cursor = await store.insert(tenant, sub.id, doc, now)
+        self._edits += 1  # from here to the registry without an await (see _load)
         dispatcher.stats[pk] = Stats()
         dispatcher.cursors[pk] = cursor
         self.registry.put(Active(pk, tenant, sub, now, now))
@@ -204,6 +220,7 @@ class SubscriptionService:
         sub = parse_subscription(doc, terms, context, creating=False)
         now = utc_now()
         await store.update(entry.pk, doc, now)
+        self._edits += 1
         self.registry.put(Active(entry.pk, tenant, sub, entry.created_at, now))
         dispatcher.changed(entry.pk)
 
@@ -212,9 +229,14 @@ class SubscriptionService:
         self.access.require_write(principal, tenant)
         store, dispatcher = self._require()
         entry = self._find(tenant, sub_id)
+        self._deleting.add(entry.pk)  # a reload meanwhile must not put it back
         self.registry.remove(entry.pk)
         dispatcher.changed(entry.pk)
-        await store.delete(entry.pk)
+        try:
+            await store.delete(entry.pk)
+        finally:
+            self._edits += 1
+            self._deleting.discard(entry.pk)
         dispatcher.stats.pop(entry.pk, None)
         dispatcher.cursors.pop(entry.pk, None)
 

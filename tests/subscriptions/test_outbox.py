@@ -8,6 +8,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import Api, _app_client
 from tests.subscriptions.conftest import sensor, subscription
 from tests.subscriptions.receiver import Receiver
@@ -132,3 +134,36 @@ def test_throttling_counts_only_committed_notifications() -> None:
     assert fired(1) == 1  # the first attempt failed (no commit): the retry notifies
     hook.committed()
     assert fired(2) == 0  # within the period after a committed notification
+
+
+async def test_a_reload_never_drops_a_subscription_created_meanwhile(
+    api: Api, headers: dict[str, str], tenant: str, receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry is reloaded from the database beside the API's own edits (on PostgreSQL on
+    taking over delivery and whenever another process edits a subscription): a snapshot read
+    before a create committed once dropped the new subscription until the next reload, and
+    the changes written meanwhile were never notified."""
+    svc = api.client.app.state.subscriptions  # type: ignore[attr-defined]
+    parse = svc._parse_stored
+
+    async def slow(stored: Any) -> Any:
+        await asyncio.sleep(0.01)
+        return await parse(stored)
+
+    monkeypatch.setattr(svc, "_parse_stored", slow)
+    old = await _create(api, headers, subscription(receiver.url, q="temperature==1"))
+    reload = asyncio.create_task(svc._load())
+    await asyncio.sleep(0.005)  # the reload has read its snapshot and is parsing it
+    new = await _create(api, headers, subscription(receiver.url))
+    r = await api.delete(f"{SUBS}/{old}", headers=headers)
+    assert r.status_code == 204
+    await reload
+    assert svc.registry.find(tenant, new) is not None
+    assert svc.registry.find(tenant, old) is None
+    r = await api.post(ENTITIES, json=sensor("urn:r:1", 1), headers=headers)
+    assert r.status_code == 201
+    got = await receiver.wait_for(1)
+    await receiver.quiet()
+    assert [n.body["subscriptionId"] for n in receiver.received] == [new]
+    assert got[0].body["data"][0]["id"] == "urn:r:1"
