@@ -160,8 +160,11 @@ async def throughput(url: str, port: int, subs: int, changes: int) -> float:
             await storage.write([WriteOp(tenant, entity(i).id, ops.create_entity(entity(i)))
                                  for i in range(start, min(changes, start + 500))])
         want = start_count + changes * subs
-        # The receiver is another process: poll its counter.
-        while await received(client) < want:  # noqa: ASYNC110
+        # The receiver is another process: poll its counter (a notification lost fails the run).
+        while (got := await received(client)) < want:
+            if time.perf_counter() - t0 > 300:
+                raise SystemExit(f"only {got - start_count} of {want - start_count} notifications"
+                                 " arrived within 300 s")
             await asyncio.sleep(0.02)
         elapsed = time.perf_counter() - t0
     await svc.close()

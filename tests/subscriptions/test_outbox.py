@@ -167,3 +167,21 @@ async def test_a_reload_never_drops_a_subscription_created_meanwhile(
     await receiver.quiet()
     assert [n.body["subscriptionId"] for n in receiver.received] == [new]
     assert got[0].body["data"][0]["id"] == "urn:r:1"
+
+
+async def test_a_dead_endpoint_holds_back_only_its_own_subscription(
+    api: Api, headers: dict[str, str], receiver: Receiver
+) -> None:
+    from tests.subscriptions.receiver import free_port
+
+    dead = await _create(api, headers, subscription(f"http://127.0.0.1:{free_port()}/gone"))
+    await _create(api, headers, subscription(receiver.url))
+    for i in range(5):
+        r = await api.post(ENTITIES, json=sensor(f"urn:d:{i}", i), headers=headers)
+        assert r.status_code == 201
+    await receiver.wait_for(5, seconds=5)
+    assert [e["id"] for e in receiver.entities()] == [f"urn:d:{i}" for i in range(5)]
+    doc = (await api.get(f"{SUBS}/{dead}", headers=headers)).json()
+    assert doc["notification"]["timesFailed"] >= 1 and doc["notification"].get("timesSent", 0) == 0
+    r = await api.delete(f"{SUBS}/{dead}", headers=headers)  # and it stops retrying
+    assert r.status_code == 204
