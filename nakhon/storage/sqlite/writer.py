@@ -37,6 +37,7 @@ from nakhon.storage.rows import (
     query_values,
     utc_now,
 )
+from nakhon.storage.sqlite.checkpoint import FALLBACK_PAGES, Checkpointer, database_file
 
 _LOAD_CHUNK = 400
 T = TypeVar("T")
@@ -81,14 +82,22 @@ class SqliteWriter:
         self._queue: queue.SimpleQueue[_Job | _Call | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="nakhon-sqlite-writer", daemon=True)
         self._known_tenants: set[str] = set()
+        self.checkpointer: Checkpointer | None = None
 
     def start(self) -> None:
         self._known_tenants = {r[0] for r in self._conn.execute("SELECT name FROM tenants")}
+        path = database_file(self._conn)
+        if path:  # WAL checkpoints on a thread of their own (see nakhon.storage.sqlite.checkpoint)
+            self._conn.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_PAGES}")
+            self.checkpointer = Checkpointer(path)
+            self.checkpointer.start()
         self._thread.start()
 
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self._conn.close()
 
     async def submit(self, ops: Sequence[WriteOp]) -> list[Outcome | Exception]:
