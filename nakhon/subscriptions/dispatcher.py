@@ -85,8 +85,10 @@ class Dispatcher:
         # (which can be many times the write rate) cannot starve the writer of the GIL; the
         # outbox absorbs the burst and drains when the load drops.
         self.busy: Callable[[], bool] = lambda: False
-        self.yield_seconds = 0.005  # while busy: at most 200 sends/s from all workers together
-        self._next_slot = 0.0
+        self.busy_window = 0.05  # while busy: at most busy_burst sends per window, in all
+        self.busy_burst = 10  # (200/s)
+        self._window = 0
+        self._window_sent = 0
         self._prep: dict[int, tuple[Active, list[tuple[str, str]], RenderOptions]] = {}
         self._wake_lock = threading.Lock()
         self._wake_pks: set[int] = set()
@@ -257,14 +259,21 @@ class Dispatcher:
         return max(last_seq, cursor)
 
     async def _pace(self) -> None:
-        """Writes first: while the writer is busy, all workers together send at most one
-        notification per ``yield_seconds`` (the outbox absorbs the rest until it calms)."""
+        """Writes first: while the writer is busy, all workers together send at most
+        ``busy_burst`` notifications per ``busy_window`` seconds (the outbox absorbs the rest
+        until the load drops). The sends of a window go together, one per worker: each send
+        wakes the receiver (on a shared machine it then takes the CPU), and one wake-up per
+        burst costs far less than one per notification."""
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        slot = max(now, self._next_slot)
-        self._next_slot = slot + self.yield_seconds
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        while True:
+            now = loop.time()
+            window = int(now / self.busy_window)
+            if window != self._window:
+                self._window, self._window_sent = window, 0
+            if self._window_sent < self.busy_burst:
+                self._window_sent += 1
+                return
+            await asyncio.sleep((window + 1) * self.busy_window - now)
 
     async def _deliver_change(self, pk: int, worker: _Worker, row: OutboxRow, index: int | None,
                               doc: dict[str, Any]) -> bool:
