@@ -135,9 +135,14 @@ class SubscriptionService:
         assert self.store is not None and self.dispatcher is not None
         version = await self.store.version()
         if version != self._version:
+            before = {pk: e.modified_at for pk, e in self.registry.by_pk.items()}
             await self._load()
-            for pk in list(self.registry.by_pk):
-                self.dispatcher.changed(pk)
+            after = {pk: e.modified_at for pk, e in self.registry.by_pk.items()}
+            # Only what changed: changed() restarts a worker's connection, and one cut in the
+            # middle of a send costs a failed attempt and a backoff.
+            for pk in before.keys() | after.keys():
+                if before.get(pk) != after.get(pk):
+                    self.dispatcher.changed(pk)
 
     async def _parse_stored(self, stored: StoredSub) -> Active | None:
         context = stored.doc.get("jsonldContext")
