@@ -101,10 +101,8 @@ def value(entity_type: str, k: int, rnd: random.Random) -> Any:
 
 def day_instances(etype: str, day: date, rnd: random.Random) -> list[tuple[str, Any]]:
     start = day_start_utc(day)
-    return [
-        ((start + STEP * k).strftime("%Y-%m-%dT%H:%M:%SZ"), value(etype, k, rnd))
-        for k in range(PER_DAY)
-    ]
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    return [((start + STEP * k).strftime(iso), value(etype, k, rnd)) for k in range(PER_DAY)]
 
 
 GENERIC = False  # --generic: backfill through provision.upsert instead of the bulk append
@@ -122,9 +120,7 @@ def readings(devs: list[tuple[str, str, str]], day: date) -> Readings:
 
 def instances_of(etype: str, series: list[tuple[str, Any]]) -> list[dict[str, Any]]:
     """Readings → NGSI-LD default instances, as an ingest mapping would make them."""
-    insts: list[dict[str, Any]] = [
-        {"type": "Property", "value": v, "observedAt": t} for t, v in series
-    ]
+    insts = [{"type": "Property", "value": v, "observedAt": t} for t, v in series]
     if etype == "OffStreetParking":
         insts[-1]["totalSpotNumber"] = {"type": "Property", "value": 200}
     return insts
