@@ -1,17 +1,20 @@
 """MQTT ingest, end to end: device publish → committed (queryable) in the broker.
 
 Nakhon runs in this process (the app with MQTT on, as `nakhon serve` runs it, on uvloop);
-the devices are a separate process (paho-mqtt) publishing QoS 1 JSON messages with 3 attributes
-each to the real Mosquitto at a fixed rate. Each message carries its publish time as
-``TimeInstant``, so latency = commit time − publish time, measured for every message when its
-batch commits (what is committed is queryable). At the end the API is asked for the entities to
-check the last values are there. The raw insert rate of the engine (storage.write of upserts with
-3 attributes, batches of 1000, no MQTT, no parsing) is reported beside it.
+the devices are a separate process (raw QoS 1 packets on a socket, or paho-mqtt) publishing
+JSON messages with 3 attributes each to a real Mosquitto at a fixed rate. Each message carries
+its publish time as ``TimeInstant``, so latency = commit time − publish time, measured for every
+message when its batch commits (what is committed is queryable). At the end the API is asked for
+the entities to check the last values are there. The raw insert rate of the engine
+(storage.write of upserts with 3 attributes, batches of 1000, no MQTT, no parsing) is reported
+beside it.
 
-    python bench/bench_mqtt_ingest.py --engine sqlite --rate 5000 --seconds 20
+    python bench/bench_mqtt_ingest.py --engine sqlite --rate 5000 --seconds 20  # private Mosquitto
     python bench/bench_mqtt_ingest.py --engine postgres --dsn postgresql://postgres@127.0.0.1/postgres
 
-Two cores: the publisher process and Mosquitto take CPU from Nakhon; see bench/README.md.
+Two cores: the publisher process and Mosquitto take CPU from Nakhon; see bench/README.md. By
+default the bench starts a Mosquitto of its own (default limits, a free port): on the shared
+broker other clients' messages reach the consumer too (--broker shared).
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ import gc
 import multiprocessing as mp
 import os
 import resource
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -51,14 +57,13 @@ def _body(sent: int) -> bytes:
                          "TimeInstant": now})
 
 
-def lean_publisher(apikey: str, devices: int, rate: int, seconds: float, ready: Any) -> None:
+def lean_publisher(apikey: str, devices: int, rate: int, seconds: float, ready: Any,
+                   port: int) -> None:
     """The devices, cheaply: MQTT 3.1.1 QoS 1 PUBLISH packets written straight to a socket
     (a tick's worth in one write), PUBACKs counted by a reader thread. The same messages as
     :func:`publisher` at a tenth of its CPU, so the load generator takes less of the two cores
     that Nakhon and Mosquitto need; waits for every PUBACK (≤ 10 s) before disconnecting."""
-    import socket
-
-    sock = socket.create_connection((HOST, PORT))
+    sock = socket.create_connection((HOST, port))
     cid = f"bench-pub-{os.getpid()}".encode()
     # CONNECT, MQTT 3.1.1, clean session, no keepalive.
     body = b"\x00\x04MQTT\x04\x02\x00\x00" + len(cid).to_bytes(2, "big") + cid
@@ -109,14 +114,15 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def publisher(apikey: str, devices: int, rate: int, seconds: float, ready: Any) -> None:
+def publisher(apikey: str, devices: int, rate: int, seconds: float, ready: Any,
+              port: int) -> None:
     """The devices: ``rate`` messages/s for ``seconds``, round-robin over ``devices`` (paho)."""
     import paho.mqtt.client as mqtt
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
     client.max_inflight_messages_set(0)  # 0: no limit; QoS 1 acks come back asynchronously
     client.max_queued_messages_set(0)
-    client.connect(HOST, PORT)
+    client.connect(HOST, port)
     client.loop_start()
     ready.wait()
     tick = 0.01
@@ -170,7 +176,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     client_id = f"nakhon-bench-{uuid.uuid4().hex[:8]}"
     args.client_id = client_id
     settings = load_settings(env={}, database_url=url, data_dir=data_dir, auth="off",
-                             mqtt_url=f"mqtt://{HOST}:{PORT}", mqtt_client_id=client_id,
+                             mqtt_url=f"mqtt://{HOST}:{args.port}", mqtt_client_id=client_id,
                              mqtt_ack_after_commit=not args.ack_on_receipt)
     app = create_app(settings)
     tenant = f"bench{uuid.uuid4().hex[:6]}"
@@ -208,7 +214,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             total = int(args.rate * args.seconds)
             ready = mp.Event()
             proc = mp.Process(target=lean_publisher if args.publisher == "lean" else publisher,
-                              args=(apikey, args.devices, args.rate, args.seconds, ready))
+                              args=(apikey, args.devices, args.rate, args.seconds, ready,
+                                    args.port))
             proc.start()
             ready.set()
             t0 = time.time()
@@ -227,6 +234,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                headers=h)
             queryable = int(r.headers.get("NGSILD-Results-Count", "0"))
             stats = rt.stats.snapshot()
+            letters = [(d.reason, d.detail[:120]) for d in await rt.stats.letters(None, 3, 0)]
     # Sustained rate: messages over the span from the first to the last commit.
     span = (max(commits) - min(commits)) if len(commits) > 1 else float("nan")
     # Steady rate: commits in the middle of the run (2 s after the first commit to 2 s before
@@ -254,9 +262,31 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "threads": {name: (threads1[name] - threads0.get(name, 0.0)) / max(1, len(latencies))
                     * 1e6 for name in threads1},
         "entities": queryable, "rejected": stats["rejectedTotal"], "raw": raw,
+        "reasons": stats["rejected"], "letters": letters,
         "ack": "on receipt" if args.ack_on_receipt else "after commit",
         "publisher": args.publisher,
     }
+
+
+def _private_broker() -> tuple[subprocess.Popen[bytes], int]:
+    """Mosquitto with its default limits on a free port, persistence as the machine's has it."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port = int(s.getsockname()[1])
+    directory = Path(tempfile.mkdtemp(prefix="nakhon-bench-mqtt-"))
+    conf = directory / "mosquitto.conf"
+    conf.write_text(f"listener {port} {HOST}\nallow_anonymous true\npersistence true\n"
+                    f"persistence_location {directory}/\n")
+    proc = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection((HOST, port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.terminate()
+    raise RuntimeError("private mosquitto did not start")
 
 
 def _cpu(who: int) -> float:
@@ -297,10 +327,10 @@ def _thread_cpu() -> dict[str, float]:
     return out
 
 
-async def forget(client_id: str) -> None:
+async def forget(client_id: str, port: int) -> None:
     import aiomqtt
 
-    async with aiomqtt.Client(HOST, PORT, identifier=client_id, clean_session=True):
+    async with aiomqtt.Client(HOST, port, identifier=client_id, clean_session=True):
         pass
 
 
@@ -312,6 +342,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--ack-on-receipt", action="store_true")
+    parser.add_argument("--broker", choices=["private", "shared"], default="private",
+                        help="a Mosquitto of its own (default configuration, free port), or the "
+                        "machine's at 127.0.0.1:1883, where other clients' traffic arrives too")
     parser.add_argument("--publisher", choices=["lean", "paho"], default="lean",
                         help="load generator: raw QoS 1 packets on a socket, or paho-mqtt")
     args = parser.parse_args()
@@ -322,13 +355,23 @@ def main() -> None:
     except ImportError:
         pass
     args.client_id = None
+    broker = None
+    if args.broker == "private":
+        broker = _private_broker()
+        args.port = broker[1]
+    else:
+        args.port = PORT
     try:
         res = asyncio.run(run(args))
     finally:
+        if broker is not None:
+            broker[0].terminate()
+            broker[0].wait(timeout=10)
+            args.client_id = None  # the session went with the broker
         if args.client_id:
             # The persistent session would otherwise keep queueing every device message.
-            asyncio.run(forget(args.client_id))
-    print(f"publisher: {res['publisher']}")
+            asyncio.run(forget(args.client_id, args.port))
+    print(f"publisher: {res['publisher']}, broker: {args.broker}")
     print("| engine | ack | target msg/s | sent | committed | sustained msg/s | steady msg/s "
           "| p50 s | p99 s "
           "| max s | entities | rejected | raw insert upserts/s | mean batch "
@@ -340,6 +383,8 @@ def main() -> None:
           f"{res['max']:.3f} | {res['entities']} | {res['rejected']} | {res['raw']:.0f} | "
           f"{res['mean_batch']:.0f} | {res['cpu_us']:.0f} | {res['pub_us']:.0f} | "
           f"{res['load']:.1f} |")
+    if res["rejected"]:
+        print(f"rejected by reason: {res['reasons']}; newest letters: {res['letters']}")
     busy = {k: round(v) for k, v in sorted(res["threads"].items(), key=lambda kv: -kv[1])
             if v >= 1}
     print(f"CPU µs per committed message by thread: {busy}; in the garbage collector: "
