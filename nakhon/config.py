@@ -56,6 +56,10 @@ SETTINGS: tuple[Setting, ...] = (
             "probe its own network); turn on for a context server inside a closed network."),
     Setting("context_cache_ttl", float, 3600.0,
             "Seconds a fetched remote @context is kept before it is fetched again."),
+    Setting("notification_max_delay", float, 2.0,
+            "While writes queue, notification delivery yields to them (about 200/s in all), "
+            "but a change that has waited this many seconds is notified at full speed: the "
+            "lag stays bounded under sustained load."),
     Setting("write_batch_max", int, 512,
             "Most write operations the writer commits in one transaction (group commit)."),
     Setting("mqtt_url", str, "",

@@ -87,6 +87,10 @@ class Dispatcher:
         self.busy: Callable[[], bool] = lambda: False
         self.busy_window = 0.05  # while busy: at most busy_burst sends per window, in all
         self.busy_burst = 10  # (200/s)
+        # ... but only for a while: a change waiting longer than this is sent at full speed,
+        # so under sustained write load notifications lag by a bounded delay instead of
+        # falling ever further behind (writes then share the CPU with delivery).
+        self.busy_max_delay = 2.0
         self._window = 0
         self._window_sent = 0
         self._prep: dict[int, tuple[Active, list[tuple[str, str]], RenderOptions]] = {}
@@ -245,9 +249,12 @@ class Dispatcher:
                 log.exception("outbox row could not be read; skipped", subscription_pk=pk,
                               seq=row.seq)
                 continue
+            overdue = False
             for index, doc in changes:
-                if self.busy():
-                    await self._pace()
+                if self.busy() and not overdue:
+                    overdue = self._overdue(row)
+                    if not overdue:
+                        await self._pace()
                 if not await self._deliver_change(pk, worker, row, index, doc):
                     return row.seq - 1  # resent from this row's start (at-least-once)
                 since_ack += 1
@@ -257,6 +264,16 @@ class Dispatcher:
                 self.cursors[pk] = row.seq
                 since_ack = 0
         return max(last_seq, cursor)
+
+    def _overdue(self, row: OutboxRow) -> bool:
+        """Has this change waited past ``busy_max_delay``? (Then writes-first stops for it.)"""
+        try:
+            created = datetime.fromisoformat(row.created_at)
+        except ValueError:
+            return True
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        return (datetime.now(UTC) - created).total_seconds() > self.busy_max_delay
 
     async def _pace(self) -> None:
         """Writes first: while the writer is busy, all workers together send at most

@@ -35,8 +35,9 @@ class SubscriptionService:
     """Subscriptions over one storage engine (see the module docstring)."""
 
     def __init__(self, storage: Any, access: Access, resolver: ContextResolver, *,
-                 max_limit: int = 1000) -> None:
+                 max_limit: int = 1000, max_delay: float = 2.0) -> None:
         self.storage = storage
+        self.max_delay = max_delay
         self.access = access
         self.resolver = resolver
         self.max_limit = max_limit
@@ -57,6 +58,7 @@ class SubscriptionService:
         PostgreSQL, where several servers may share the database)."""
         self.store = store_for(self.storage)
         self.dispatcher = Dispatcher(self.store, self.registry, self.storage)
+        self.dispatcher.busy_max_delay = self.max_delay
         await self._load()
         self.hook = OutboxHook(self.registry, self.dispatcher.wake)
         self.dispatcher.busy = self.hook.busy

@@ -185,3 +185,30 @@ async def test_a_dead_endpoint_holds_back_only_its_own_subscription(
     assert doc["notification"]["timesFailed"] >= 1 and doc["notification"].get("timesSent", 0) == 0
     r = await api.delete(f"{SUBS}/{dead}", headers=headers)  # and it stops retrying
     assert r.status_code == 204
+
+
+async def test_writes_first_never_delays_a_change_past_the_bound(
+    api: Api, headers: dict[str, str], receiver: Receiver
+) -> None:
+    """While writes queue, delivery yields to them — but a change that has waited longer than
+    ``busy_max_delay`` goes out at full speed, so sustained load means a bounded lag, not an
+    ever-growing one."""
+    dispatcher = api.client.app.state.subscriptions.dispatcher  # type: ignore[attr-defined]
+    saved = (dispatcher.busy, dispatcher.busy_window, dispatcher.busy_burst,
+             dispatcher.busy_max_delay)
+    # The writer counts as busy all the time; paced, these 6 changes would take ≥ 5 s.
+    dispatcher.busy, dispatcher.busy_window, dispatcher.busy_burst = (lambda: True), 1.0, 1
+    dispatcher.busy_max_delay = 0.2
+    try:
+        await _create(api, headers, subscription(receiver.url))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for i in range(6):
+            r = await api.post(ENTITIES, json=sensor(f"urn:lag:{i}", i), headers=headers)
+            assert r.status_code == 201, r.text
+        got = await receiver.wait_for(6, seconds=4.5)
+        assert loop.time() - started < 4.5
+        assert [n.body["data"][0]["id"] for n in got] == [f"urn:lag:{i}" for i in range(6)]
+    finally:
+        (dispatcher.busy, dispatcher.busy_window, dispatcher.busy_burst,
+         dispatcher.busy_max_delay) = saved
