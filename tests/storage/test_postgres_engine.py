@@ -7,7 +7,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 from shapely.geometry import Point, box
 
@@ -77,10 +76,25 @@ async def test_database_error_fails_only_the_guilty_caller(pg: PostgresStorage) 
     good = [pg.write([WriteOp("", f"urn:d:{i}", create(ent(f"urn:d:{i}")))]) for i in range(20)]
     bad = pg.write([WriteOp("", "urn:d:bad", create(ent("urn:d:bad", n=prop("a\u0000b"))))])
     results = await asyncio.gather(*good, bad, return_exceptions=True)
-    assert isinstance(results[-1], asyncpg.PostgresError)
+    # The client's value, not the server: BadRequestData (a 400), not a raw database error.
+    assert isinstance(results[-1], BadRequestData), results[-1]
     assert all(isinstance(r, list) and isinstance(r[0], Outcome) for r in results[:-1])
     assert (await pg.query("", EntityQuery(count=True, limit=0))).count == 20
     assert await pg.get("", "urn:d:bad") is None
+
+
+async def test_a_refused_value_fails_only_its_own_operation_of_a_caller(
+        pg: PostgresStorage) -> None:
+    """One caller with many operations (an ingest batch, a batch upsert): a value PostgreSQL
+    refuses fails that operation alone; the others commit (else ingest retried the whole batch
+    forever)."""
+    ops = [WriteOp("", f"urn:m:{i}", create(ent(f"urn:m:{i}", n=prop(i)))) for i in range(5)]
+    ops.insert(2, WriteOp("", "urn:m:bad", create(ent("urn:m:bad", n=prop("x\u0000y")))))
+    results = await pg.write(ops)
+    assert isinstance(results[2], BadRequestData)
+    assert [isinstance(r, Outcome) for r in results] == [True, True, False, True, True, True]
+    assert (await pg.query("", EntityQuery(count=True, limit=0))).count == 5
+    assert await pg.get("", "urn:m:bad") is None
 
 
 async def test_unexpected_exception_in_mutation_is_isolated(pg: PostgresStorage) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from nakhon.broker.model import Entity
-from nakhon.core.errors import NgsiError
+from nakhon.core.errors import BadRequestData, NgsiError
 from nakhon.storage.base import Outcome, WriteOp
 from nakhon.storage.hooks import Change, HookRows, WriteHook
 from nakhon.storage.rows import deletion_markers, geo_unchanged
@@ -188,7 +188,10 @@ class Writer:
             results = await self._commit_with_retry([op for p in batch for op in p.ops])
         except asyncpg.PostgresError as exc:
             if len(batch) == 1:
-                _fail(batch, exc)
+                if isinstance(exc, asyncpg.DataError) and len(batch[0].ops) > 1:
+                    await self._commit_ops_alone(batch[0])
+                    return
+                _fail(batch, _client_error(exc))
                 return
             # A server-side error (say a NUL character jsonb refuses) would otherwise fail every
             # caller of the group for one caller's data: run each caller alone instead.
@@ -205,6 +208,23 @@ class Writer:
             if not pending.future.done():
                 pending.future.set_result(results[i : i + n])
             i += n
+
+    async def _commit_ops_alone(self, pending: Pending) -> None:
+        """One caller's operations, each in a transaction of its own: a value PostgreSQL refuses
+        (a data exception, SQLSTATE class 22) fails only its own operation, as BadRequestData,
+        instead of every operation of the caller (an ingest batch would be retried forever)."""
+        results: list[Outcome | Exception] = []
+        try:
+            for op in pending.ops:
+                try:
+                    results.extend(await self._commit_with_retry([op]))
+                except asyncpg.DataError as exc:
+                    results.append(_client_error(exc))
+        except Exception as exc:  # connection lost etc. midway: the caller retries all
+            _fail([pending], exc)
+            return
+        if not pending.future.done():
+            pending.future.set_result(results)
 
     async def _commit_with_retry(self, ops: list[WriteOp]) -> list[Outcome | Exception]:
         for attempt in range(_MAX_RETRIES):
@@ -404,6 +424,14 @@ def _encode_types(values: list[str] | None) -> str | None:
         + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
         + "}"
     )
+
+
+def _client_error(exc: Exception) -> Exception:
+    """A data exception PostgreSQL raised for a value (SQLSTATE class 22) is the client's
+    mistake: BadRequestData, not a server error. Anything else is returned unchanged."""
+    if isinstance(exc, asyncpg.DataError):
+        return BadRequestData(f"A value cannot be stored: {exc}")
+    return exc
 
 
 def _fail(batch: list[Pending], exc: Exception) -> None:
