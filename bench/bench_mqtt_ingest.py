@@ -10,7 +10,7 @@ the entities to check the last values are there. The raw insert rate of the engi
 beside it.
 
     python bench/bench_mqtt_ingest.py --engine sqlite --rate 5000 --seconds 20  # private Mosquitto
-    python bench/bench_mqtt_ingest.py --engine postgres --dsn postgresql://postgres@127.0.0.1/postgres
+    python bench/bench_mqtt_ingest.py --engine postgres   # a throwaway database; or --dsn URL
 
 Two cores: the publisher process and Mosquitto take CPU from Nakhon; see bench/README.md. By
 default the bench starts a Mosquitto of its own (default limits, a free port): on the shared
@@ -167,6 +167,19 @@ async def raw_insert_rate(url: str, n: int = 20000, batch: int = 1000) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.engine == "postgres" and not args.dsn:
+        from nakhon.storage.postgres.testing import temporary_database
+
+        async with temporary_database("nakhon_bench_mqtt") as dsn:
+            args.dsn = dsn
+            try:
+                return await _run(args)
+            finally:
+                args.dsn = ""
+    return await _run(args)
+
+
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
     import httpx
 
     from nakhon.app import create_app
@@ -343,7 +356,9 @@ async def forget(client_id: str, port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--engine", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--dsn", default="",
+                        help="PostgreSQL database to use; default: a throwaway database, dropped "
+                             "afterwards (nothing is left in a real one)")
     parser.add_argument("--rate", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--devices", type=int, default=1000)

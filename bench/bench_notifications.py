@@ -101,6 +101,9 @@ def entity(i: int) -> Entity:
     return Entity(f"urn:ngsi-ld:Sensor:{i}", [VOCAB + "Sensor"], {TEMP: [inst]})
 
 
+MAX_DELAY = [2.0]  # NAKHON_NOTIFICATION_MAX_DELAY for this run (--max-delay)
+
+
 async def open_service(url: str) -> tuple[Any, SubscriptionService]:
     storage: Any
     if url.startswith("postgresql"):
@@ -116,7 +119,7 @@ async def open_service(url: str) -> tuple[Any, SubscriptionService]:
     await storage.open()
     resolver = ContextResolver(timeout=5, max_bytes=1 << 20, ttl=3600)
     svc = SubscriptionService(storage, Access(storage, enabled=False, anonymous_read=True),
-                              resolver)
+                              resolver, max_delay=MAX_DELAY[0])
     await svc.open()
     return storage, svc
 
@@ -237,9 +240,13 @@ def main() -> None:
     parser.add_argument("--engine", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--changes", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--max-delay", type=float, default=2.0,
+                        help="NAKHON_NOTIFICATION_MAX_DELAY: how long writes-first may hold "
+                             "a notification back (the platform's default: 2 s)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="alternating rounds of the write-rate measurement")
     args = parser.parse_args()
+    MAX_DELAY[0] = args.max_delay
     tmp = tempfile.mkdtemp(prefix="nakhon-bench-")
     if args.engine == "sqlite":
         url = f"sqlite:///{tmp}/bench.db"
