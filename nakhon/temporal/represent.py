@@ -130,14 +130,10 @@ def _aggregated(rows: list[AggregateRow], query: TemporalQuery, kind: str) -> An
         else:
             start, end = bucket_bounds(buckets, row.bucket)
         methods = by_dataset.setdefault(row.dataset_id, {m: [] for m in query.aggr_methods})
+        start_text = format_time(start) if start else None  # once per bucket, not per method
+        end_text = format_time(end) if end else None
         for method in query.aggr_methods:
-            methods[method].append(
-                [
-                    row.values.get(method),
-                    format_time(start) if start else None,
-                    format_time(end) if end else None,
-                ]
-            )
+            methods[method].append([row.values.get(method), start_text, end_text])
     out: list[dict[str, Any]] = []
     for ds, methods in by_dataset.items():
         obj: dict[str, Any] = {"type": kind, **methods}
