@@ -98,6 +98,10 @@ def _bucket_sql(query: AggregateQuery, t: str, p: Params) -> str:
     return "0"
 
 
+AGGREGATE_WORK_MEM = "32MB"
+"""Sort memory of one aggregation query (``SET LOCAL``: this query only, not the session)."""
+
+
 async def aggregate(pool: asyncpg.Pool, query: AggregateQuery) -> list[AggregateRow]:
     """One GROUP BY over the covering index for every pair (index-only scan)."""
     if not query.pairs:
@@ -129,13 +133,23 @@ async def aggregate(pool: asyncpg.Pool, query: AggregateQuery) -> list[Aggregate
         "stddev_samp(h.num) AS sd" if "stddev" in m else "NULL",
         "sum(h.num * h.num) AS sq" if "sumsq" in m else "NULL",
     ]
+    if len(eid_set) == 1 and len(attr_set) == 1:
+        # One series (the common case): entity and attribute are constants, so the sort that
+        # feeds the grouping carries only the dataset and the bucket (a third of the bytes).
+        keys, group = f"{e_cond[2:]}::text, {a_cond[2:]}::text", "GROUP BY 3, 4 ORDER BY 3, 4"
+    else:
+        keys, group = "h.entity_id, h.attr", "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
     sql = (
-        f"SELECT h.entity_id, h.attr, h.dataset_id, {bucket} AS b, {', '.join(cols)}"
+        f"SELECT {keys}, h.dataset_id, {bucket} AS b, {', '.join(cols)}"
         f" FROM attr_history h"
         f" WHERE h.tenant = {tenant} AND h.entity_id {e_cond} AND h.attr {a_cond}{where}"
-        " AND NOT h.deleted GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+        f" AND NOT h.deleted {group}"
     )
-    rows = await pool.fetch(sql, *p.values)
+    async with pool.acquire() as conn, conn.transaction():
+        # A year of 5-minute data is ~100,000 rows to sort into buckets: with the default 4 MB
+        # the sort spills to disk; in memory it is about twice as fast. Local to this query.
+        await conn.execute(f"SET LOCAL work_mem = '{AGGREGATE_WORK_MEM}'")
+        rows = await conn.fetch(sql, *p.values)
     wanted = set(query.pairs)
     out: list[AggregateRow] = []
     for r in rows:
