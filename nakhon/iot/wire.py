@@ -57,6 +57,30 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+def read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int] | None:
+    """The variable byte integer at ``pos`` and the position after it; None when ``buf`` ends
+    (before ``end``) in the middle of it. More than 4 bytes is a :class:`WireError`."""
+    value, shift = 0, 0
+    while pos < end:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 21:
+            raise WireError("malformed variable byte integer")
+    return None
+
+
+def _complete_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    """:func:`read_varint` inside a packet that has fully arrived: ending early is malformed."""
+    read = read_varint(buf, pos, end)
+    if read is None:
+        raise WireError("truncated variable byte integer")
+    return read
+
+
 def _string(text: str) -> bytes:
     raw = text.encode()
     return struct.pack("!H", len(raw)) + raw
@@ -123,19 +147,10 @@ class _Protocol(asyncio.Protocol):
             while end - pos >= 2:
                 head = buf[pos]
                 # Remaining length: a varint of 1 to 4 bytes.
-                length, shift, i, complete = 0, 0, pos + 1, False
-                while i < end:
-                    byte = buf[i]
-                    i += 1
-                    length |= (byte & 0x7F) << shift
-                    if not byte & 0x80:
-                        complete = True
-                        break
-                    shift += 7
-                    if shift > 21:
-                        raise WireError("malformed remaining length")
-                if not complete or i + length > end:
+                read = read_varint(buf, pos + 1, end)
+                if read is None or read[1] + read[0] > end:
                     break  # the rest of the packet is still on its way
+                length, i = read
                 kind = head >> 4
                 if kind == PUBLISH:
                     batch.append(_publish(head, buf, i, i + length))
@@ -168,14 +183,7 @@ def _publish(head: int, buf: bytes, start: int, stop: int) -> Message:
         mid = (buf[pos] << 8) | buf[pos + 1]
         pos += 2
     # Properties: a varint length, then skipped (nothing in them changes what ingest does).
-    plen, shift = 0, 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        plen |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
+    plen, pos = _complete_varint(buf, pos, stop)
     pos += plen
     if pos > stop:
         raise WireError("PUBLISH properties overrun the packet")
@@ -229,14 +237,7 @@ class WireClient:
         assert proto.transport is not None
         proto.transport.write(subscribe_packet(1, topics, qos))
         body = await self._reply(SUBACK)
-        plen, pos, shift = 0, 2, 0
-        while True:
-            byte = body[pos]
-            pos += 1
-            plen |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                break
-            shift += 7
+        plen, pos = _complete_varint(body, 2, len(body))
         codes = list(body[pos + plen:])
         if len(codes) != len(topics) or any(c >= 0x80 for c in codes):
             raise WireError(f"the broker refused the subscription: {codes}")
