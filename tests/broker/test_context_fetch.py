@@ -6,7 +6,7 @@ addresses are refused before any connection is made, so nothing here leaves the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -16,17 +16,6 @@ from nakhon.broker.jsonld import ContextResolver
 from nakhon.core.errors import LdContextNotAvailable
 from tests.broker.test_jsonld import ContextServer
 from tests.conftest import Api
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ContextServer]:
-    srv = ContextServer()
-    srv.thread.start()
-    try:
-        yield srv
-    finally:
-        srv.httpd.shutdown()
-        srv.httpd.server_close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -118,17 +118,6 @@ class ContextServer:
         h.send_header("Location", to)
         h.send_header("Content-Length", "0")
         h.end_headers()
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ContextServer]:
-    srv = ContextServer()
-    srv.thread.start()
-    try:
-        yield srv
-    finally:
-        srv.httpd.shutdown()
-        srv.httpd.server_close()
 
 
 @pytest.fixture
