@@ -120,7 +120,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     broker = Broker(storage, access, max_limit=settings.max_limit)
     api = ApiState(settings, broker, access, resolver)
     subscriptions = SubscriptionService(storage, access, resolver, max_limit=settings.max_limit,
-                                        max_delay=settings.notification_max_delay)
+                                        max_delay=settings.notification_max_delay,
+                                        max_entities=settings.notification_max_entities)
     alert_monitor = AlertMonitor(broker)  # absence-of-data alert sweeps
     alert_feed = AlertFeed(broker)  # threshold/rate rules on every committed change
     retention = RetentionTask(

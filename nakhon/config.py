@@ -60,6 +60,11 @@ SETTINGS: tuple[Setting, ...] = (
             "While writes queue, notification delivery yields to them (about 200/s in all), "
             "but a change that has waited this many seconds is notified at full speed: the "
             "lag stays bounded under sustained load."),
+    Setting("notification_max_entities", int, 100,
+            "Most entities in one notification. Changes already waiting for a subscription "
+            "(a backlog, or a burst of writes) go out together, in order, in one notification "
+            "of up to this many entities (and about 1 MB); an idle system still sends each "
+            "change at once. 1: one entity per notification."),
     Setting("write_batch_max", int, 512,
             "Most write operations the writer commits in one transaction (group commit)."),
     Setting("mqtt_url", str, "",

@@ -183,5 +183,6 @@ class MqttHub:
 
 
 def mqtt_message(headers: list[tuple[str, str]], body: bytes) -> bytes:
-    """The MQTT binding's envelope: metadata (the would-be HTTP headers) and body."""
-    return orjson.dumps({"metadata": dict(headers), "body": orjson.loads(body)})
+    """The MQTT binding's envelope: metadata (the would-be HTTP headers) and body (the
+    notification's JSON as it is, not decoded and encoded again)."""
+    return b'{"metadata":%s,"body":%s}' % (orjson.dumps(dict(headers)), body)

@@ -1,19 +1,21 @@
 """The dispatcher: delivers the outbox, per subscription, in order, at least once.
 
-One worker task per subscription reads the outbox from its cursor in ``seq`` order, sends each
-row that lists it (retrying transient failures with capped exponential backoff) and then moves
-its cursor with one statement per chunk; rows all subscriptions have passed are deleted by
-the housekeeping tick. A dead endpoint therefore only ever holds up its own
-worker: writes never wait for delivery (the hook only inserts rows) and other subscriptions
-have their own workers. A semaphore bounds how many sends are in flight at once.
+One worker task per subscription reads the outbox from its cursor in ``seq`` order, sends the
+changes of the rows that list it — whatever is waiting goes out together, in notifications of
+up to ``max_entities`` entities (``nakhon.subscriptions.batch``), and a single change at once
+when nothing else waits — retrying transient failures with capped exponential backoff, and then
+moves its cursor; rows all subscriptions have passed are deleted by the housekeeping tick. A
+dead endpoint therefore only ever holds up its own worker: writes never wait for delivery (the
+hook only inserts rows) and other subscriptions have their own workers. A semaphore bounds how
+many sends are in flight at once.
 
 Durability comes from the rows: they are committed with the change and a cursor passes them
 only after a successful send, so after a crash or restart the workers resend whatever is
 left — possibly a notification that had been sent just before the crash (hence *at least*
-once; the notification id is stable per row so a receiver can drop the duplicate).
+once; a notification's id comes from its first change, so a batch resent from the same change
+keeps its id and a receiver can drop the duplicate).
 
-Periodic subscriptions (``timeInterval``) do not use the outbox: each period a task queries the
-matching entities and sends them; a missed period is not worth replaying.
+Periodic subscriptions (``timeInterval``) do not use the outbox (``periodic``).
 """
 
 from __future__ import annotations
@@ -26,12 +28,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from nakhon.broker.jsonld import CORE_CONTEXT_URL
 from nakhon.broker.render import RenderOptions
 from nakhon.core.logs import get_logger
-from nakhon.storage.base import EntityQuery
 from nakhon.storage.rows import utc_now
 from nakhon.subscriptions import notify
+from nakhon.subscriptions.batch import Batch, Batcher, Profile, profile
 from nakhon.subscriptions.delivery import (
     DeliveryError,
     HttpConnection,
@@ -40,13 +41,13 @@ from nakhon.subscriptions.delivery import (
     mqtt_message,
 )
 from nakhon.subscriptions.matcher import Active, Registry
+from nakhon.subscriptions.periodic import periodic_entities
 from nakhon.subscriptions.store import OutboxRow, Stats, SubStore, matching
 
 log = get_logger("nakhon.subscriptions.dispatcher")
 
 SCAN = 64  # outbox rows (write batches) read at a time by one subscription's worker
-CHUNK = 200  # in a long backlog, the cursor is saved about every CHUNK notifications
-CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
+ACK_EVERY = 2000  # in a long backlog, the cursor is saved about every ACK_EVERY changes
 
 
 @dataclass(slots=True)
@@ -63,7 +64,7 @@ class Dispatcher:
     def __init__(self, store: SubStore, registry: Registry, storage: Any, *,
                  concurrency: int = 64, default_timeout: float = 10.0,
                  backoff_base: float = 0.25, backoff_cap: float = 10.0,
-                 poll_interval: float = 2.0) -> None:
+                 poll_interval: float = 2.0, max_entities: int = 100) -> None:
         self.store = store
         self.registry = registry
         self.storage = storage
@@ -93,7 +94,9 @@ class Dispatcher:
         self.busy_max_delay = 2.0
         self._window = 0
         self._window_sent = 0
-        self._prep: dict[int, tuple[Active, list[tuple[str, str]], RenderOptions]] = {}
+        self._prep: dict[int, tuple[Active, list[tuple[str, str]], RenderOptions, Profile]] = {}
+        # Waiting changes go out together, up to this many per notification (and ~1 MB).
+        self.batcher = Batcher(max_entities)
         self._wake_lock = threading.Lock()
         self._wake_pks: set[int] = set()
         self._wake_armed = False
@@ -239,36 +242,34 @@ class Dispatcher:
 
     async def _deliver_rows(self, pk: int, worker: _Worker, cursor: int,
                             rows: list[OutboxRow], last_seq: int) -> int:
-        """Send the rows' changes for ``pk`` in order; the new cursor (``last_seq`` when all
-        were handled, else just before the row it stopped in)."""
-        since_ack = 0
-        for n, row in enumerate(rows):
-            try:
-                changes = notify.changes_of(row.payload, pk)
-            except Exception:  # an unreadable row must never block the queue
-                log.exception("outbox row could not be read; skipped", subscription_pk=pk,
-                              seq=row.seq)
-                continue
-            overdue = False
-            for index, doc in changes:
-                if self.busy() and not overdue:
-                    overdue = self._overdue(row)
-                    if not overdue:
-                        await self._pace()
-                if not await self._deliver_change(pk, worker, row, index, doc):
-                    return row.seq - 1  # resent from this row's start (at-least-once)
-                since_ack += 1
-            if since_ack >= CHUNK and n + 1 < len(rows):
+        """Send the rows' changes for ``pk`` in order, in batches (``nakhon.subscriptions.
+        batch``); the new cursor (``last_seq`` when all were handled, else just before the row
+        of the first change not sent)."""
+        items = self.batcher.items(rows, pk)
+        since_ack = pos = 0
+        while pos < len(items):
+            entry = self.registry.by_pk.get(pk)
+            if entry is None:
+                return items[pos].seq - 1
+            if self.busy() and not self._overdue(items[pos].created_at):
+                await self._pace()
+            _, opts, prof = self._prepared(entry)
+            batch, pos = self.batcher.take(pk, items, pos, entry, opts, prof)
+            if not await self._deliver_batch(pk, worker, batch):
+                return batch.first.seq - 1  # resent from this row's start (at-least-once)
+            since_ack += len(batch.items)
+            if since_ack >= ACK_EVERY and pos < len(items):
                 # Long backlogs: record progress now and then (fewer resends on crash).
-                await self.store.ack(pk, row.seq, self._stats(pk))
-                self.cursors[pk] = row.seq
+                await self.store.ack(pk, batch.done_seq, self._stats(pk))
+                self.cursors[pk] = max(self.cursors.get(pk, 0), batch.done_seq)
                 since_ack = 0
         return max(last_seq, cursor)
 
-    def _overdue(self, row: OutboxRow) -> bool:
-        """Has this change waited past ``busy_max_delay``? (Then writes-first stops for it.)"""
+    def _overdue(self, created_at: str) -> bool:
+        """Has a change made at ``created_at`` waited past ``busy_max_delay``? (Then writes
+        first stops for it.)"""
         try:
-            created = datetime.fromisoformat(row.created_at)
+            created = datetime.fromisoformat(created_at)
         except ValueError:
             return True
         if created.tzinfo is None:
@@ -278,9 +279,12 @@ class Dispatcher:
     async def _pace(self) -> None:
         """Writes first: while the writer is busy, all workers together send at most
         ``busy_burst`` notifications per ``busy_window`` seconds (the outbox absorbs the rest
-        until the load drops). The sends of a window go together, one per worker: each send
-        wakes the receiver (on a shared machine it then takes the CPU), and one wake-up per
-        burst costs far less than one per notification."""
+        until the load drops). The pace counts notifications, not entities: a notification's
+        cost is mostly its round trip (and the receiver's wake-up), and its entities are
+        pre-rendered and capped, so what piles up meanwhile goes out in fuller batches.
+        The sends of a window go together, one per worker: each send wakes the receiver (on a
+        shared machine it then takes the CPU), and one wake-up per burst costs far less than
+        one per notification."""
         loop = asyncio.get_running_loop()
         while True:
             now = loop.time()
@@ -292,27 +296,25 @@ class Dispatcher:
                 return
             await asyncio.sleep((window + 1) * self.busy_window - now)
 
-    async def _deliver_change(self, pk: int, worker: _Worker, row: OutboxRow, index: int | None,
-                              doc: dict[str, Any]) -> bool:
-        """Send one change until it succeeds or is refused. False: stop (deleted, stopping)."""
+    async def _deliver_batch(self, pk: int, worker: _Worker, batch: Batch) -> bool:
+        """Send one batch until it succeeds or is refused; a retry resends it whole, with the
+        same id. False: stop (deleted, stopping)."""
         attempt = 0
         while not self._stopping.is_set():
             entry = self.registry.by_pk.get(pk)
             if entry is None:
                 return False
+            _, opts, prof = self._prepared(entry)
+            self.batcher.render(batch, entry, opts, prof)  # the subscription changed meanwhile
+            if not batch.parts:
+                return True  # nothing renderable (logged): never block the queue on it
             try:
-                data = [notify.render_change(entry.sub, doc, self._prepared(entry)[1])]
-            except Exception:  # cannot render: never block the queue on it
-                log.exception("notification could not be rendered; dropped",
-                              subscription=entry.sub.id, seq=row.seq, index=index)
-                return True
-            nid = notify.notification_id(pk, row.seq, row.created_at, index)
-            try:
-                await self.send(entry, data, nid, worker)
+                await self.send(entry, batch.parts, batch.nid, worker)
                 return True
             except DeliveryError as exc:
                 log.warning("notification failed", subscription=entry.sub.id,
-                            endpoint=entry.sub.endpoint.uri, reason=str(exc), retry=exc.retry)
+                            endpoint=entry.sub.endpoint.uri, reason=str(exc), retry=exc.retry,
+                            entities=len(batch.parts))
                 if not exc.retry:
                     return True
                 await self.store.ack(pk, self.cursors.get(pk, 0), self._stats(pk))
@@ -333,14 +335,15 @@ class Dispatcher:
 
     # --- sending ---------------------------------------------------------------------------
 
-    async def send(self, entry: Active, data: list[dict[str, Any]], nid: str,
+    async def send(self, entry: Active, parts: list[bytes], nid: str,
                    worker: _Worker | None) -> None:
-        """Send one notification; updates the statistics; raises DeliveryError."""
+        """Send one notification of the encoded entities ``parts``; updates the statistics
+        (one notification, however many entities); raises DeliveryError."""
         sub = entry.sub
         endpoint = sub.endpoint
         stats = self._stats(entry.pk)
         now = notify.notified_at()
-        body = notify.body(sub, data, nid, now)
+        body = notify.body(sub, parts, nid, now)
         headers = self._prepared(entry)[0]
         timeout = (endpoint.timeout_ms / 1000.0) if endpoint.timeout_ms else self.default_timeout
         stats.last_notification = now
@@ -369,27 +372,14 @@ class Dispatcher:
         stats.times_sent += 1
         stats.last_success = now
 
-    def _prepared(self, entry: Active) -> tuple[list[tuple[str, str]], RenderOptions]:
-        """What every notification of ``entry`` shares: headers and render options (kept
-        while the registry holds this very entry; an update replaces it)."""
+    def _prepared(self, entry: Active) -> tuple[list[tuple[str, str]], RenderOptions, Profile]:
+        """What every notification of ``entry`` shares: headers, render options and render
+        profile (kept while the registry holds this very entry; an update replaces it)."""
         found = self._prep.get(entry.pk)
         if found is None or found[0] is not entry:
-            found = self._prep[entry.pk] = (entry, self._headers(entry),
-                                            notify.options(entry.sub))
-        return found[1], found[2]
-
-    def _headers(self, entry: Active) -> list[tuple[str, str]]:
-        sub = entry.sub
-        accept = sub.endpoint.accept
-        headers = [("Content-Type", accept)]
-        if accept == "application/json":
-            url = sub.terms.link_url if isinstance(sub.context, str | list) else None
-            headers.append(("Link", f'<{url or CORE_CONTEXT_URL}>; rel="{CONTEXT_REL}";'
-                                    ' type="application/ld+json"'))
-        if entry.tenant:
-            headers.append(("NGSILD-Tenant", entry.tenant))
-        headers.extend(sub.endpoint.receiver_info)
-        return headers
+            found = self._prep[entry.pk] = (entry, notify.headers(entry.sub, entry.tenant),
+                                            notify.options(entry.sub), profile(entry.sub))
+        return found[1], found[2], found[3]
 
     # --- periodic subscriptions ----------------------------------------------------------------
 
@@ -401,10 +391,10 @@ class Dispatcher:
                 return
             if entry.sub.live(utc_now()):
                 try:
-                    data = await self._periodic_data(entry)
+                    data = await periodic_entities(self.storage, entry)
                     if data:
                         nid = f"urn:ngsi-ld:Notification:{pk}-{datetime.now(UTC).timestamp()}"
-                        await self.send(entry, data, nid, None)
+                        await self.send(entry, notify.encode(entry.sub, data), nid, None)
                 except DeliveryError as exc:
                     log.warning("periodic notification failed", subscription=entry.sub.id,
                                 reason=str(exc))
@@ -412,21 +402,3 @@ class Dispatcher:
                     log.exception("periodic notification failed", subscription=entry.sub.id)
                 await self.store.ack(pk, self.cursors.get(pk, 0), self._stats(pk))
             await asyncio.sleep(entry.sub.time_interval)
-
-    async def _periodic_data(self, entry: Active) -> list[dict[str, Any]]:
-        sub = entry.sub
-        found: dict[str, Any] = {}
-        for sel in sub.entities:
-            query = EntityQuery(
-                ids=[sel.id] if sel.id else None,
-                id_pattern=sel.id_pattern.pattern if sel.id_pattern else None,
-                type_expr=sel.types, q=sub.q, geo=sub.geo, scope_q=sub.scope_q, limit=1000)
-            page = await self.storage.query(entry.tenant, query)
-            for entity in page.entities:
-                found.setdefault(entity.id, entity)
-        return [
-            notify.render_change(sub, {
-                "id": e.id, "types": e.types, "scope": e.scope, "createdAt": e.created_at,
-                "modifiedAt": e.modified_at, "attrs": e.attrs})
-            for e in found.values()
-        ]

@@ -16,12 +16,14 @@ from typing import Any
 import orjson
 
 from nakhon.broker import render
+from nakhon.broker.jsonld import CORE_CONTEXT_URL
 from nakhon.broker.model import VALUE_MEMBER, Entity, Instance
 from nakhon.subscriptions.model import Subscription
 
 NOTIFICATION_NS = uuid.UUID("4b1e5a56-0f6f-4c59-9f5e-6e616b686f6e")
 _NS_BYTES = NOTIFICATION_NS.bytes
 NGSI_LD_NULL = "urn:ngsi-ld:null"
+CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 # showChanges (5.2.14): the member that carries the value before the change, by attribute type.
 _PREVIOUS = {
     "Property": "previousValue",
@@ -51,7 +53,8 @@ def notified_at() -> str:
 
 def notification_id(sub_pk: int, seq: int, created_at: str, index: int | None = None) -> str:
     """Stable per change of an outbox row, so a receiver can drop a redelivered duplicate
-    (at-least-once). ``index``: the change's place in a batch row (None: a one-change row)."""
+    (at-least-once). ``index``: the change's place in a batch row (None: a one-change row).
+    A notification carrying several changes takes the id of its first one."""
     at = seq if index is None else f"{seq}.{index}"
     # uuid.uuid5, without its UUID object: the same text at a third of the cost.
     digest = bytearray(hashlib.sha1(_NS_BYTES + f"{sub_pk}:{at}:{created_at}".encode()).digest())
@@ -61,16 +64,18 @@ def notification_id(sub_pk: int, seq: int, created_at: str, index: int | None = 
     return f"urn:ngsi-ld:Notification:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def changes_of(payload: bytes, sub_pk: int) -> list[tuple[int | None, dict[str, Any]]]:
-    """The changes of one outbox row that fire ``sub_pk``: (index in the row, payload doc).
-
-    A row is a write batch, ``{"changes": [[[pk, ...], doc], ...]}``; a row written by an
-    earlier version holds one change, the doc itself (index None)."""
-    decoded = orjson.loads(payload)
-    changes = decoded.get("changes")
-    if changes is None:
-        return [(None, decoded)]
-    return [(i, doc) for i, (pks, doc) in enumerate(changes) if sub_pk in pks]
+def headers(sub: Subscription, tenant: str) -> list[tuple[str, str]]:
+    """The headers of every notification of ``sub`` (MQTT: the message's ``metadata``)."""
+    accept = sub.endpoint.accept
+    out = [("Content-Type", accept)]
+    if accept == "application/json":
+        url = sub.terms.link_url if isinstance(sub.context, str | list) else None
+        out.append(("Link", f'<{url or CORE_CONTEXT_URL}>; rel="{CONTEXT_REL}";'
+                            ' type="application/ld+json"'))
+    if tenant:
+        out.append(("NGSILD-Tenant", tenant))
+    out.extend(sub.endpoint.receiver_info)
+    return out
 
 
 def options(sub: Subscription) -> render.RenderOptions:
@@ -134,26 +139,33 @@ def _show_changes(out: dict[str, Any], previous: dict[str, list[Instance]], comp
         current[member] = value
 
 
-def body(sub: Subscription, entities: Sequence[dict[str, Any]], notification_id: str,
+def body(sub: Subscription, parts: Sequence[bytes], notification_id: str,
          notified_at: str) -> bytes:
-    """The Notification JSON for already rendered entities (GeoJSON when asked)."""
+    """The Notification JSON around already encoded entities (``parts``, in order; GeoJSON
+    Features when the endpoint accepts GeoJSON): the entities are joined, not re-encoded."""
     accept = sub.endpoint.accept
-    data: Any = list(entities)
-    if accept == "application/geo+json":
-        data = {"type": "FeatureCollection", "features": [_feature(e) for e in entities]}
     note: dict[str, Any] = {
         "id": notification_id,
         "type": "Notification",
         "subscriptionId": sub.id,
         "notifiedAt": notified_at,
-        "data": data,
     }
     if accept in ("application/ld+json", "application/geo+json"):
         note["@context"] = sub.context
-    return orjson.dumps(note)
+    data = b"[%s]" % b",".join(parts)
+    if accept == "application/geo+json":
+        data = b'{"type":"FeatureCollection","features":%s}' % data
+    return b'%s,"data":%s}' % (orjson.dumps(note)[:-1], data)
 
 
-def _feature(entity: dict[str, Any]) -> dict[str, Any]:
+def encode(sub: Subscription, entities: Sequence[dict[str, Any]]) -> list[bytes]:
+    """Rendered entities encoded for :func:`body` (as GeoJSON Features when asked)."""
+    geo = sub.endpoint.accept == "application/geo+json"
+    return [orjson.dumps(feature(e) if geo else e) for e in entities]
+
+
+def feature(entity: dict[str, Any]) -> dict[str, Any]:
+    """A rendered entity as a GeoJSON Feature (``location`` as its geometry)."""
     props = {k: v for k, v in entity.items() if k != "id"}
     location = props.get("location")
     geometry = None
@@ -161,5 +173,3 @@ def _feature(entity: dict[str, Any]) -> dict[str, Any]:
         geometry = location.get("value", location if "coordinates" in location else None)
     return {"id": entity.get("id"), "type": "Feature", "geometry": geometry,
             "properties": props}
-
-

@@ -35,9 +35,11 @@ class SubscriptionService:
     """Subscriptions over one storage engine (see the module docstring)."""
 
     def __init__(self, storage: Any, access: Access, resolver: ContextResolver, *,
-                 max_limit: int = 1000, max_delay: float = 2.0) -> None:
+                 max_limit: int = 1000, max_delay: float = 2.0,
+                 max_entities: int = 100) -> None:
         self.storage = storage
         self.max_delay = max_delay
+        self.max_entities = max_entities  # most entities in one notification
         self.access = access
         self.resolver = resolver
         self.max_limit = max_limit
@@ -57,7 +59,8 @@ class SubscriptionService:
         ``multi_process``: poll for other processes' subscription edits (default: on for
         PostgreSQL, where several servers may share the database)."""
         self.store = store_for(self.storage)
-        self.dispatcher = Dispatcher(self.store, self.registry, self.storage)
+        self.dispatcher = Dispatcher(self.store, self.registry, self.storage,
+                                     max_entities=self.max_entities)
         self.dispatcher.busy_max_delay = self.max_delay
         await self._load()
         self.hook = OutboxHook(self.registry, self.dispatcher.wake)

@@ -118,6 +118,22 @@ class Receiver:
                 await asyncio.wait_for(self._event.wait(), min(left, 0.5))
         return self.received
 
+    async def wait_for_entities(self, count: int, seconds: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until notifications holding ``count`` entities in all arrived (a notification
+        carries every change that was waiting, so tests of *what* is sent count entities);
+        fails the test on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while len(self.entities()) < count:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise AssertionError(f"expected {count} entities, got {len(self.entities())}"
+                                     f" in {len(self.received)} notifications")
+            self._event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), min(left, 0.5))
+        return self.entities()
+
     async def quiet(self, seconds: float = 0.5) -> None:
         """Let pending deliveries arrive (to check that nothing more comes)."""
         await asyncio.sleep(seconds)

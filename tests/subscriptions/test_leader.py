@@ -31,7 +31,7 @@ async def test_one_process_delivers_and_another_takes_over(
         for n in range(5):
             r = await (a if n % 2 else b).post(ENTITIES, json=sensor(f"urn:s:{n}", n), headers=h)
             assert r.status_code == 201
-        await receiver.wait_for(5)
+        await receiver.wait_for_entities(5)
         await receiver.quiet(1.0)
         assert sorted(e["id"] for e in receiver.entities()) == [f"urn:s:{n}" for n in range(5)]
         leaders = [
@@ -46,7 +46,7 @@ async def test_one_process_delivers_and_another_takes_over(
         await gen_gone.aclose()
         r = await stay.post(ENTITIES, json=sensor("urn:s:late", 9), headers=h)
         assert r.status_code == 201
-        await receiver.wait_for(6, seconds=20)
+        await receiver.wait_for_entities(6, seconds=20)
         assert stay.app.state.subscriptions.dispatcher.leader.is_set()  # type: ignore[attr-defined]
         assert "urn:s:late" in {e["id"] for e in receiver.entities()}
         del gone

@@ -42,23 +42,27 @@ async def test_a_batch_notifies_each_change_per_subscription(
     r = await api.post(UPSERT + "?options=update",
                        json=[sensor(f"urn:b:{i}", 10 + i) for i in range(5)], headers=headers)
     assert r.status_code in (201, 204), r.text
-    got = await receiver.wait_for(3 + 5 + 5 + 5, seconds=15)
+    await receiver.wait_for_entities(3 + 5 + 5 + 5, seconds=15)
     await receiver.quiet()
-    assert len(receiver.received) == 18
+    got = receiver.received
+    assert len(receiver.entities()) == 18
     by_sub: dict[str, list[dict[str, Any]]] = {}
     for note in got:
-        by_sub.setdefault(note.body["subscriptionId"], []).append(note.body)
+        by_sub.setdefault(note.body["subscriptionId"], []).extend(note.body["data"])
     ids = [n.body["id"] for n in got]
-    assert len(set(ids)) == len(ids)  # one id per (subscription, change)
-    first = [(n["data"][0]["id"], n["data"][0]["temperature"]["value"]) for n in by_sub[plain]]
+    assert len(set(ids)) == len(ids)  # one id per notification
+    first = [(e["id"], e["temperature"]["value"]) for e in by_sub[plain]]
     assert first == [(f"urn:b:{i}", i) for i in range(2, 5)] + [
         (f"urn:b:{i}", 10 + i) for i in range(5)]
-    second = [n["data"][0] for n in by_sub[changes]]
+    second = by_sub[changes]
     # concise: a bare value, or an object where showChanges adds the previous value
     assert [(e["id"], _value(e["temperature"])) for e in second] == [
         (f"urn:b:{i}", i) for i in range(5)] + [(f"urn:b:{i}", 10 + i) for i in range(5)]
     assert [e["temperature"].get("previousValue") for e in second[5:]] == list(range(5))
-    assert all("previousValue" not in n["data"][0]["temperature"] for n in by_sub[plain])
+    assert all("previousValue" not in e["temperature"] for e in by_sub[plain])
+    # A write batch is one row, read whole: its changes go out in one notification per
+    # subscription (two rows, two subscriptions: at most 4 notifications for 18 entities).
+    assert len(got) <= 4
 
 
 async def test_collected_outbox_keeps_later_rows_visible(tmp_path: Path,
@@ -73,7 +77,7 @@ async def test_collected_outbox_keeps_later_rows_visible(tmp_path: Path,
         for n in range(3):
             r = await client.post(ENTITIES, json=sensor(f"urn:c:{n}", n), headers=h)
             assert r.status_code == 201
-        await receiver.wait_for(3)
+        await receiver.wait_for_entities(3)
         dispatcher = client.app.state.subscriptions.dispatcher  # type: ignore[attr-defined]
         for _ in range(100):
             if dispatcher.cursors and min(dispatcher.cursors.values()) >= 3:
@@ -82,7 +86,7 @@ async def test_collected_outbox_keeps_later_rows_visible(tmp_path: Path,
         await dispatcher.store.collect(min(dispatcher.cursors.values()) + 1)  # all delivered
         r = await client.post(ENTITIES, json=sensor("urn:c:late", 9), headers=h)
         assert r.status_code == 201
-        await receiver.wait_for(4, seconds=15)
+        await receiver.wait_for_entities(4, seconds=15)
         assert receiver.entities()[-1]["id"] == "urn:c:late"
     finally:
         await gen.aclose()
@@ -163,10 +167,10 @@ async def test_a_reload_never_drops_a_subscription_created_meanwhile(
     assert svc.registry.find(tenant, old) is None
     r = await api.post(ENTITIES, json=sensor("urn:r:1", 1), headers=headers)
     assert r.status_code == 201
-    got = await receiver.wait_for(1)
+    got = await receiver.wait_for_entities(1)
     await receiver.quiet()
     assert [n.body["subscriptionId"] for n in receiver.received] == [new]
-    assert got[0].body["data"][0]["id"] == "urn:r:1"
+    assert [e["id"] for e in got] == ["urn:r:1"]
 
 
 async def test_a_dead_endpoint_holds_back_only_its_own_subscription(
@@ -179,7 +183,7 @@ async def test_a_dead_endpoint_holds_back_only_its_own_subscription(
     for i in range(5):
         r = await api.post(ENTITIES, json=sensor(f"urn:d:{i}", i), headers=headers)
         assert r.status_code == 201
-    await receiver.wait_for(5, seconds=20)
+    await receiver.wait_for_entities(5, seconds=20)
     assert [e["id"] for e in receiver.entities()] == [f"urn:d:{i}" for i in range(5)]
     doc = (await api.get(f"{SUBS}/{dead}", headers=headers)).json()
     assert doc["notification"]["timesFailed"] >= 1 and doc["notification"].get("timesSent", 0) == 0
@@ -195,10 +199,11 @@ async def test_writes_first_never_delays_a_change_past_the_bound(
     ever-growing one."""
     dispatcher = api.client.app.state.subscriptions.dispatcher  # type: ignore[attr-defined]
     saved = (dispatcher.busy, dispatcher.busy_window, dispatcher.busy_burst,
-             dispatcher.busy_max_delay)
-    # The writer counts as busy all the time; paced, these 6 changes would take ≥ 5 s.
+             dispatcher.busy_max_delay, dispatcher.batcher.max_entities)
+    # The writer counts as busy all the time; paced, these 6 changes would take ≥ 5 s (one
+    # entity per notification: batches would hide the pace).
     dispatcher.busy, dispatcher.busy_window, dispatcher.busy_burst = (lambda: True), 1.0, 1
-    dispatcher.busy_max_delay = 0.2
+    dispatcher.busy_max_delay, dispatcher.batcher.max_entities = 0.2, 1
     try:
         await _create(api, headers, subscription(receiver.url))
         loop = asyncio.get_running_loop()
@@ -206,9 +211,9 @@ async def test_writes_first_never_delays_a_change_past_the_bound(
         for i in range(6):
             r = await api.post(ENTITIES, json=sensor(f"urn:lag:{i}", i), headers=headers)
             assert r.status_code == 201, r.text
-        got = await receiver.wait_for(6, seconds=4.5)
+        got = await receiver.wait_for_entities(6, seconds=4.5)
         assert loop.time() - started < 4.5
-        assert [n.body["data"][0]["id"] for n in got] == [f"urn:lag:{i}" for i in range(6)]
+        assert [e["id"] for e in got] == [f"urn:lag:{i}" for i in range(6)]
     finally:
         (dispatcher.busy, dispatcher.busy_window, dispatcher.busy_burst,
-         dispatcher.busy_max_delay) = saved
+         dispatcher.busy_max_delay, dispatcher.batcher.max_entities) = saved
