@@ -1,6 +1,7 @@
 """A real local HTTP receiver for notifications: an asyncio server, stoppable and restartable.
 
-It records every request (path, headers, JSON body) and answers with ``status`` (204 default).
+It records every request (path, headers, JSON body) and answers with ``status`` (204 default):
+in ``received`` when that is a success, else in ``refused``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def data_of(note: dict[str, Any]) -> list[dict[str, Any]]:
+    """A notification's entities: ``data``, or its Features when it is a FeatureCollection."""
+    data = note["data"]
+    return list(data["features"]) if isinstance(data, dict) else list(data)
 
 
 @dataclass
@@ -53,6 +60,7 @@ class Receiver:
     port: int = field(default_factory=free_port)
     status: int = 204
     received: list[Received] = field(default_factory=list)
+    refused: list[Received] = field(default_factory=list)  # answered with a non-2xx status
     _server: asyncio.AbstractServer | None = None
     _event: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -90,9 +98,9 @@ class Receiver:
                 if self._server is None:
                     return
                 body = orjson.loads(proto.body) if proto.body else None
-                if 200 <= self.status < 300:
-                    self.received.append(Received(proto.url.decode(), proto.headers, body))
-                    self._event.set()
+                note = Received(proto.url.decode(), proto.headers, body)
+                (self.received if 200 <= self.status < 300 else self.refused).append(note)
+                self._event.set()
                 writer.write(f"HTTP/1.1 {self.status} X\r\ncontent-length: 0\r\n\r\n".encode())
                 await writer.drain()
         except (ConnectionError, httptools.HttpParserError):
@@ -102,7 +110,8 @@ class Receiver:
             writer.close()
 
     def entities(self) -> list[dict[str, Any]]:
-        return [e for r in self.received for e in r.body["data"]]
+        """Every entity received, in order (a GeoJSON notification's Features)."""
+        return [e for r in self.received for e in data_of(r.body)]
 
     async def wait_for(self, count: int, seconds: float = 10.0) -> list[Received]:
         """Wait until ``count`` notifications arrived (fails the test on timeout)."""
@@ -117,6 +126,14 @@ class Receiver:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._event.wait(), min(left, 0.5))
         return self.received
+
+    async def wait_refused(self, count: int, seconds: float = 10.0) -> None:
+        """Wait until ``count`` requests were refused (answered with a non-2xx ``status``)."""
+        async with asyncio.timeout(seconds):
+            while len(self.refused) < count:
+                self._event.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._event.wait(), 0.5)
 
     async def wait_for_entities(self, count: int, seconds: float = 10.0) -> list[dict[str, Any]]:
         """Wait until notifications holding ``count`` entities in all arrived (a notification

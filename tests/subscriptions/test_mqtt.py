@@ -55,15 +55,20 @@ async def test_mqtt_notifications_arrive_in_order(
             r = await api.post("/ngsi-ld/v1/entities", json=sensor(f"urn:m:{i}", i),
                                headers=headers)
             assert r.status_code == 201
+        # One write batch (one outbox row): its changes go out in one message.
+        r = await api.post("/ngsi-ld/v1/entityOperations/upsert",
+                           json=[sensor(f"urn:m:{i}", i) for i in range(5, 8)], headers=headers)
+        assert r.status_code == 201, r.text
         got = []
         entities = []
         async with asyncio.timeout(10):
             async for message in client.messages:
                 got.append(orjson.loads(message.payload))  # type: ignore[arg-type]
                 entities.extend(got[-1]["body"]["data"])
-                if len(entities) >= 5:
+                if len(entities) >= 8:
                     break
-    assert [e["temperature"] for e in entities] == list(range(5))
+    assert [e["temperature"] for e in entities] == list(range(8))
+    assert max(len(m["body"]["data"]) for m in got) >= 3
     first = got[0]
     assert first["body"]["type"] == "Notification"
     assert first["metadata"]["NGSILD-Tenant"] == tenant
