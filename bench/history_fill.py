@@ -2,13 +2,15 @@
 engine, so that 90 days × 5,000 devices (130 M rows) load in minutes, not hours.
 
 The rows are the ones the bulk backfill stores (``nakhon.temporal.bulk.append_in_order``
-through the writer): the same seven ``attr_history`` columns, the same instance document —
+through the writer): the same ``attr_history`` rows (keyed by the series id of
+``history_series``, migration 6), the same instance document —
 ``{"type": "Property", "value": …, "observedAt": …, "createdAt": …, "modifiedAt": …}`` in that
 key order, ``totalSpotNumber`` on an off-street car park's last reading of the day — the same
 value rules per device type (``bench_kpi.value``; the random draws come from the engine's own
 generator, not Python's), one transaction per day, devices in order and each device's readings
 in time order (as the backfill writes them, so ``hid`` follows time). The engine computes its
-generated columns and index entries as for any insert. Only entity state is not written here:
+derived columns (on SQLite written as the writer writes them: effective time, number, marker
+flag) and index entries as for any insert. Only entity state is not written here:
 the newest day goes through the real write path afterwards, which creates every entity with
 its current value, exactly as a backfill would.
 """
@@ -52,23 +54,32 @@ def sqlite_fill(
     conn.execute("PRAGMA journal_mode=OFF")
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("PRAGMA cache_size=-1048576")
-    conn.execute("CREATE TEMP TABLE fill_dev (n INTEGER PRIMARY KEY, eid, etype, attr)")
-    conn.executemany("INSERT INTO fill_dev VALUES (?, ?, ?, ?)", _device_rows(devs))
+    conn.execute("CREATE TEMP TABLE fill_dev (n INTEGER PRIMARY KEY, eid, etype, attr, sid)")
+    conn.executemany("INSERT INTO fill_dev (n, eid, etype, attr) VALUES (?, ?, ?, ?)",
+                     _device_rows(devs))
+    conn.execute("INSERT OR IGNORE INTO history_series (tenant, entity_id, attr)"
+                 " SELECT ?, eid, attr FROM fill_dev ORDER BY n", (tenant,))
+    conn.execute("UPDATE fill_dev SET sid = (SELECT sid FROM history_series s WHERE"
+                 " s.tenant = ? AND s.entity_id = fill_dev.eid AND s.attr = fill_dev.attr)",
+                 (tenant,))
     conn.execute("CREATE TEMP TABLE fill_step (k INTEGER PRIMARY KEY)")
     conn.executemany("INSERT INTO fill_step VALUES (?)", [(k,) for k in range(PER_DAY)])
     sql = f"""
         INSERT INTO attr_history
-            (tenant, entity_id, attr, dataset_id, observed_at, modified_at, instance)
-        SELECT ?1, d.eid, d.attr, NULL, s.ts, ?3,
+            (sid, dataset_id, observed_at, modified_at, instance, ts_ms, num, deleted)
+        SELECT sid, NULL, ts, ?3, instance, ms,
+            CASE json_type(instance, '$.value') WHEN 'integer' THEN json_extract(instance,
+                '$.value') WHEN 'real' THEN json_extract(instance, '$.value') END, 0
+        FROM (SELECT d.n, s.k, d.sid, s.ts, (?2 + s.k * 300) * 1000 AS ms,
             CASE WHEN d.etype = 'OffStreetParking' AND s.k = {PER_DAY - 1}
             THEN json_object('type', 'Property', 'value', {_SQLITE_VALUE}, 'observedAt', s.ts,
                  'totalSpotNumber', json_object('type', 'Property', 'value', 200),
                  'createdAt', ?3, 'modifiedAt', ?3)
             ELSE json_object('type', 'Property', 'value', {_SQLITE_VALUE}, 'observedAt', s.ts,
-                 'createdAt', ?3, 'modifiedAt', ?3) END
+                 'createdAt', ?3, 'modifiedAt', ?3) END AS instance
         FROM fill_dev d CROSS JOIN (
             SELECT k, strftime('%Y-%m-%dT%H:%M:%SZ', ?2 + k * 300, 'unixepoch') AS ts
-            FROM fill_step) s"""
+            FROM fill_step) s ORDER BY d.n, s.k)"""
     t = time.perf_counter()
     for i, day in enumerate(days):
         start = int(day_start_utc(day).timestamp())
@@ -106,17 +117,23 @@ async def postgres_fill(
             "CREATE TEMP TABLE fill_dev (n int PRIMARY KEY, eid text, etype text, attr text)"
         )
         await conn.copy_records_to_table("fill_dev", records=_device_rows(devs))
+        await conn.execute(
+            "INSERT INTO history_series (tenant, entity_id, attr)"
+            " SELECT $1, eid, attr FROM fill_dev ORDER BY n ON CONFLICT DO NOTHING",
+            tenant,
+        )
         sql = f"""
-            INSERT INTO attr_history
-                (tenant, entity_id, attr, dataset_id, observed_at, modified_at, instance)
-            SELECT $1, d.eid, d.attr, NULL, s.ts, $3,
+            INSERT INTO attr_history (sid, dataset_id, observed_at, modified_at, instance)
+            SELECT h.sid, NULL, s.ts, $3,
                 jsonb_build_object('type', 'Property', 'value', {_PG_VALUE},
                     'observedAt', to_char(s.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
                     'createdAt', $4::text, 'modifiedAt', $4::text)
                 || CASE WHEN d.etype = 'OffStreetParking' AND s.k = {PER_DAY - 1}
                    THEN '{{"totalSpotNumber": {{"type": "Property", "value": 200}}}}'::jsonb
                    ELSE '{{}}'::jsonb END
-            FROM fill_dev d CROSS JOIN (
+            FROM fill_dev d
+            JOIN history_series h ON h.tenant = $1 AND h.entity_id = d.eid AND h.attr = d.attr
+            CROSS JOIN (
                 SELECT k, $2::timestamptz + k * interval '5 minutes' AS ts
                 FROM generate_series(0, {PER_DAY - 1}) AS k) s
             ORDER BY d.n, s.k"""

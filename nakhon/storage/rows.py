@@ -104,14 +104,16 @@ def geo_unchanged(
 
 def history_rows(
     tenant: str, entity_id: str, outcome: Outcome, now: str | None = None
-) -> Iterator[tuple[str, str, str, str | None, str | None, str, str]]:
+) -> Iterator[tuple[str, str, str, str | None, str | None, str, Instance]]:
     """Rows of attribute history for what one mutation wrote, deletion markers included
-    (``now``: the transaction time, the markers' ``deletedAt``)."""
+    (``now``: the transaction time, the markers' ``deletedAt`` and the modification time of an
+    instance that carries none)."""
+    at = now or utc_now()
     for iri, inst in outcome.changed:
-        yield _history_row(tenant, entity_id, iri, inst)
+        yield _history_row(tenant, entity_id, iri, inst, at)
     if outcome.removed or outcome.deleted:
-        for iri, inst in deletion_markers(outcome, now or utc_now()):
-            yield _history_row(tenant, entity_id, iri, inst)
+        for iri, inst in deletion_markers(outcome, at):
+            yield _history_row(tenant, entity_id, iri, inst, at)
 
 
 def deletion_markers(outcome: Outcome, now: str) -> list[tuple[str, Instance]]:
@@ -144,16 +146,8 @@ def deletion_markers(outcome: Outcome, now: str) -> list[tuple[str, Instance]]:
 
 
 def _history_row(
-    tenant: str, entity_id: str, iri: str, inst: Instance
-) -> tuple[str, str, str, str | None, str | None, str, str]:
+    tenant: str, entity_id: str, iri: str, inst: Instance, now: str
+) -> tuple[str, str, str, str | None, str | None, str, Instance]:
     # A marker has no modifiedAt: it is written at its deletedAt.
-    modified = str(inst.get("modifiedAt") or inst.get("deletedAt") or "")
-    return (
-        tenant,
-        entity_id,
-        iri,
-        inst.get("datasetId"),
-        inst.get("observedAt"),
-        modified,
-        orjson.dumps(inst).decode(),
-    )
+    modified = str(inst.get("modifiedAt") or inst.get("deletedAt") or now)
+    return (tenant, entity_id, iri, inst.get("datasetId"), inst.get("observedAt"), modified, inst)

@@ -51,7 +51,7 @@ async def _entity(client: httpx.AsyncClient, eid: str) -> dict[str, Any]:
 def _duplicates(db: Path) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db) as conn:
         return conn.execute(
-            "SELECT entity_id, attr, observed_at, count(*) FROM attr_history"
+            "SELECT entity_id, attr, observed_at, count(*) FROM history_keyed"
             " WHERE observed_at IS NOT NULL GROUP BY 1, 2, 3 HAVING count(*) > 1"
         ).fetchall()
 

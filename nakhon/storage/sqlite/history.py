@@ -2,11 +2,12 @@
 
 Reads run on the engine's reader connections (indicator reductions in ``history_kpi``, deleted
 entities in ``history_deleted``, shared SQL pieces in ``history_sql``). Times are integer epoch
-milliseconds inside SQL (``ts_ms``, a generated column, migration 3): SQLite's date functions
-keep milliseconds as an integer internally, so the same instant written with any offset gives
-the same key, and bounds compared against it are exact. Provision writes use a short connection
-of their own, like the kv writes: they are rare, and SQLite's lock serialises them with the
-entity writer."""
+milliseconds inside SQL (``ts_ms``, written by the writer since migration 6, see ``series``;
+before, a generated column): the same instant written with any offset gives the same key, and
+bounds compared against it are exact. Rows are keyed by series (``history_series``): one
+series is ``sid = (SELECT sid …)``, anything wider reads the ``history_keyed`` view.
+Provision writes use a short connection of their own, like the kv writes: they are rare, and
+SQLite's lock serialises them with the entity writer."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ from nakhon.storage.history_base import (
 
 from .history_deleted import attrs_of, deleted_entities
 from .history_kpi import mark, state_durations, value_drops, value_histogram, written_after
-from .history_sql import TIME, from_ms, renumber, to_ms, window_sql
+from .history_sql import TIME, from_ms, ms_of, renumber, to_ms, window_sql
+from .series import SID, instant_ms, numeric, sid_sql
 
 __all__ = [
     "aggregate",
@@ -77,7 +79,7 @@ def instances(conn: sqlite3.Connection, query: InstanceQuery) -> list[StoredInst
         params.append(query.limit)
         rows = conn.execute(
             f"SELECT hid, {t}, instance FROM attr_history"
-            f" WHERE tenant = ? AND entity_id = ? AND attr = ?{where}"
+            f" WHERE sid = {SID}{where}"
             f" ORDER BY {t} {order}, hid {order} LIMIT ?",
             params,
         )
@@ -117,7 +119,7 @@ def aggregate(conn: sqlite3.Connection, query: AggregateQuery) -> list[Aggregate
             params0: list[Any] = [query.tenant, entity_id, attr]
             where0 = window_sql(query.window, params0)
             row = conn.execute(
-                f"SELECT num FROM attr_history WHERE tenant = ? AND entity_id = ? AND attr = ?"
+                f"SELECT num FROM attr_history WHERE sid = {SID}"
                 f"{where0} AND num IS NOT NULL AND NOT deleted LIMIT 1",
                 params0,
             ).fetchone()
@@ -150,7 +152,7 @@ def aggregate(conn: sqlite3.Connection, query: AggregateQuery) -> list[Aggregate
             cols += ["NULL", "NULL", "NULL"]
         rows = conn.execute(
             f"SELECT dataset_id, {bucket} AS b, {', '.join(cols)} FROM attr_history"
-            f" WHERE tenant = ?{n + 1} AND entity_id = ?{n + 2} AND attr = ?{n + 3}{where}"
+            f" WHERE sid = {sid_sql(n + 1)}{where}"
             " AND NOT deleted GROUP BY dataset_id, b ORDER BY dataset_id, b",
             params,
         )
@@ -194,7 +196,9 @@ def entities_with_history(
     found: set[str] = set()
     for eid in entity_ids:
         row = conn.execute(
-            "SELECT 1 FROM attr_history WHERE tenant = ? AND entity_id = ? LIMIT 1", (tenant, eid)
+            "SELECT 1 FROM history_series s JOIN attr_history h ON h.sid = s.sid"
+            " WHERE s.tenant = ? AND s.entity_id = ? LIMIT 1",
+            (tenant, eid),
         ).fetchone()
         if row:
             found.add(eid)
@@ -205,8 +209,7 @@ def get_instance(
     conn: sqlite3.Connection, tenant: str, entity_id: str, attr: str, hid: int
 ) -> StoredInstance | None:
     row = conn.execute(
-        "SELECT ts_ms, instance FROM attr_history"
-        " WHERE hid = ? AND tenant = ? AND entity_id = ? AND attr = ?",
+        f"SELECT ts_ms, instance FROM attr_history WHERE hid = ? AND sid = {SID}",
         (hid, tenant, entity_id, attr),
     ).fetchone()
     if row is None:
@@ -242,27 +245,34 @@ def delete_history(
     dataset_id: str | None,
     all_datasets: bool,
 ) -> int:
-    sql = "DELETE FROM attr_history WHERE tenant = ? AND entity_id = ?"
+    series = "SELECT sid FROM history_series WHERE tenant = ? AND entity_id = ?"
     params: list[Any] = [tenant, entity_id]
     if attr is not None:
-        sql += " AND attr = ?"
+        series += " AND attr = ?"
         params.append(attr)
-        if not all_datasets:
-            sql += " AND dataset_id IS ?"
-            params.append(dataset_id)
+    sql = f"DELETE FROM attr_history WHERE sid IN ({series})"
+    if attr is not None and not all_datasets:
+        sql += " AND dataset_id IS ?"
+        params.append(dataset_id)
     return conn.execute(sql, params).rowcount
 
 
 def replace_instance(
     conn: sqlite3.Connection, tenant: str, entity_id: str, attr: str, hid: int, inst: Instance
 ) -> bool:
+    # The derived columns follow the instance; without observedAt the time stays the row's
+    # modification time (what the effective time falls back to).
     cur = conn.execute(
-        "UPDATE attr_history SET instance = ?, observed_at = ?, dataset_id = ?"
-        " WHERE hid = ? AND tenant = ? AND entity_id = ? AND attr = ?",
+        "UPDATE attr_history SET instance = ?, observed_at = ?, dataset_id = ?,"
+        f" ts_ms = coalesce(?, {ms_of('modified_at')}), num = ?, deleted = ?"
+        f" WHERE hid = ? AND sid = {SID}",
         (
             orjson.dumps(inst).decode(),
             inst.get("observedAt"),
             inst.get("datasetId"),
+            instant_ms(inst.get("observedAt")),
+            numeric(inst),
+            1 if "deletedAt" in inst else 0,
             hid,
             tenant,
             entity_id,
@@ -276,7 +286,7 @@ def delete_instance(
     conn: sqlite3.Connection, tenant: str, entity_id: str, attr: str, hid: int
 ) -> bool:
     cur = conn.execute(
-        "DELETE FROM attr_history WHERE hid = ? AND tenant = ? AND entity_id = ? AND attr = ?",
+        f"DELETE FROM attr_history WHERE hid = ? AND sid = {SID}",
         (hid, tenant, entity_id, attr),
     )
     return cur.rowcount > 0
@@ -298,7 +308,7 @@ def _selector_sql(sel: Selector, params: list[Any]) -> str:
             f" WHERE t.tenant = h.tenant AND {match})"
             " OR (NOT EXISTS (SELECT 1 FROM entities e WHERE e.tenant = h.tenant"
             "  AND e.id = h.entity_id)"
-            "  AND EXISTS (SELECT 1 FROM attr_history m, json_each(m.instance, '$.types') j"
+            "  AND EXISTS (SELECT 1 FROM history_keyed m, json_each(m.instance, '$.types') j"
             f"   WHERE m.tenant = h.tenant AND m.entity_id = h.entity_id"
             f"   AND m.attr = '{ENTITY_MARKER}' AND {kept})))"
         )
@@ -327,14 +337,14 @@ def prune(
     for other in shadowed:
         where += f" AND NOT ({_selector_sql(other, params)})"
     gone = conn.execute(
-        "DELETE FROM attr_history WHERE hid IN (SELECT h.hid FROM attr_history h"
+        "DELETE FROM attr_history WHERE hid IN (SELECT h.hid FROM history_keyed h"
         f" WHERE {where} AND h.attr <> '{ENTITY_MARKER}')",
         params,
     ).rowcount
     return gone + conn.execute(
-        "DELETE FROM attr_history WHERE hid IN (SELECT h.hid FROM attr_history h"
+        "DELETE FROM attr_history WHERE hid IN (SELECT h.hid FROM history_keyed h"
         f" WHERE {where} AND h.attr = '{ENTITY_MARKER}' AND NOT EXISTS (SELECT 1"
-        " FROM attr_history o WHERE o.tenant = h.tenant AND o.entity_id = h.entity_id"
+        " FROM history_keyed o WHERE o.tenant = h.tenant AND o.entity_id = h.entity_id"
         f" AND o.attr <> '{ENTITY_MARKER}'))",
         params,
     ).rowcount

@@ -16,33 +16,30 @@ from .history_sql import window_sql
 def attrs_of(
     conn: sqlite3.Connection, tenant: str, entity_ids: Sequence[str]
 ) -> dict[str, list[str]]:
-    """Distinct attributes per entity by skipping through the index (one seek per attribute,
-    however long its history)."""
+    """Attributes per entity that still have history (series whose rows are all deleted are
+    left out: a series row outlives its history)."""
     out: dict[str, list[str]] = {}
     for eid in entity_ids:
-        names: list[str] = []
-        row = conn.execute(
-            "SELECT min(attr) FROM attr_history WHERE tenant = ? AND entity_id = ?", (tenant, eid)
-        ).fetchone()
-        while row is not None and row[0] is not None:
-            if row[0] != ENTITY_MARKER:
-                names.append(row[0])
-            row = conn.execute(
-                "SELECT min(attr) FROM attr_history WHERE tenant = ? AND entity_id = ?"
-                " AND attr > ?",
-                (tenant, eid, row[0]),
-            ).fetchone()
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT s.attr FROM history_series s WHERE s.tenant = ? AND s.entity_id = ?"
+                f" AND s.attr <> '{ENTITY_MARKER}'"
+                " AND EXISTS (SELECT 1 FROM attr_history h WHERE h.sid = s.sid) ORDER BY s.attr",
+                (tenant, eid),
+            )
+        ]
         if names:
             out[eid] = names
     return out
 
 
 def deleted_entities(conn: sqlite3.Connection, query: DeletedQuery) -> list[DeletedEntity]:
-    """Entity markers of entities that do not exist now (partial index on the markers), the
+    """Entity markers (series of attribute '@entity') of entities that do not exist now, the
     newest per entity; then, with a window, those with an instance in it."""
     params: list[Any] = [query.tenant]
     sql = (
-        "SELECT m.entity_id, m.instance FROM attr_history m"
+        "SELECT m.entity_id, m.instance FROM history_keyed m"
         f" WHERE m.tenant = ? AND m.attr = '{ENTITY_MARKER}'"
     )
     if query.ids is not None:
@@ -73,7 +70,7 @@ def deleted_entities(conn: sqlite3.Connection, query: DeletedQuery) -> list[Dele
             wparams.extend(query.attrs)
         where += window_sql(query.window, wparams)
         row = conn.execute(
-            f"SELECT 1 FROM attr_history WHERE tenant = ? AND entity_id = ?{where} LIMIT 1",
+            f"SELECT 1 FROM history_keyed WHERE tenant = ? AND entity_id = ?{where} LIMIT 1",
             wparams,
         ).fetchone()
         if row is not None:

@@ -18,6 +18,9 @@ from nakhon.storage.history_base import (
 )
 
 from .history_sql import renumber, to_ms, window_sql
+from .series import sid_sql
+
+_SID = sid_sql(3)
 
 # --- reductions for indicators (history_base: HistogramQuery, StateQuery, DropQuery) ---------
 #
@@ -58,7 +61,7 @@ def value_histogram(conn: sqlite3.Connection, query: HistogramQuery) -> list[His
         rows = conn.execute(
             f"SELECT b, {_floor('num / ?6')} AS bin, count(*), sum(num)"
             f" FROM (SELECT {bucket} AS b, num FROM attr_history"
-            f"  WHERE tenant = ?3 AND entity_id = ?4 AND attr = ?5{where} AND num IS NOT NULL)"
+            f"  WHERE sid = {_SID}{where} AND num IS NOT NULL)"
             " GROUP BY b, bin",
             params,
         )
@@ -87,7 +90,7 @@ def state_durations(conn: sqlite3.Connection, query: StateQuery) -> list[StateRo
             "  coalesce(lead(t) OVER (PARTITION BY b ORDER BY t, hid),"
             "   min(?1 + (b + 1) * ?2, ?6)) AS u"
             f" FROM (SELECT {bucket} AS b, ts_ms AS t, hid, deleted, instance FROM attr_history"
-            f"  WHERE tenant = ?3 AND entity_id = ?4 AND attr = ?5{where}))"
+            f"  WHERE sid = {_SID}{where}))"
             " WHERE jt = 'text' AND NOT deleted AND u > t GROUP BY b, v ORDER BY b, v",
             params,
         )
@@ -107,7 +110,7 @@ def value_drops(conn: sqlite3.Connection, query: DropQuery) -> list[DropRow]:
             "SELECT b, count(*), sum(num), sum(p - num >= ?6) FROM ("
             " SELECT b, num, lag(num) OVER (PARTITION BY b ORDER BY t, hid) AS p"
             f" FROM (SELECT {bucket} AS b, ts_ms AS t, hid, num FROM attr_history"
-            f"  WHERE tenant = ?3 AND entity_id = ?4 AND attr = ?5{where} AND num IS NOT NULL))"
+            f"  WHERE sid = {_SID}{where} AND num IS NOT NULL))"
             " GROUP BY b ORDER BY b",
             params,
         )
@@ -134,7 +137,7 @@ def written_after(conn: sqlite3.Connection, query: WrittenQuery) -> set[int]:
         where = renumber(window_sql(query.window, params), 7)
         rows = conn.execute(
             f"SELECT DISTINCT {bucket} FROM attr_history"
-            f" WHERE tenant = ?3 AND entity_id = ?4 AND attr = ?5{where} AND hid > ?6",
+            f" WHERE sid = {_SID}{where} AND hid > ?6",
             params,
         )
         found.update(int(r[0]) for r in rows)

@@ -38,6 +38,7 @@ from nakhon.storage.rows import (
     utc_now,
 )
 from nakhon.storage.sqlite.checkpoint import FALLBACK_PAGES, Checkpointer, database_file
+from nakhon.storage.sqlite.series import INSERT_HISTORY, SeriesCache, history_records
 
 _LOAD_CHUNK = 400
 T = TypeVar("T")
@@ -82,6 +83,7 @@ class SqliteWriter:
         self._queue: queue.SimpleQueue[_Job | _Call | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="nakhon-sqlite-writer", daemon=True)
         self._known_tenants: set[str] = set()
+        self._series = SeriesCache()
         self.checkpointer: Checkpointer | None = None
 
     def start(self) -> None:
@@ -163,6 +165,7 @@ class SqliteWriter:
         except BaseException as exc:  # a database failure fails the whole group, nothing written
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
+            self._series.rolled_back()
             for job in jobs:
                 _answer(job, exc=exc)
             return
@@ -179,7 +182,7 @@ class SqliteWriter:
         conn.execute("BEGIN IMMEDIATE")
         state = self._load(conn, {(op.tenant, op.entity_id) for job in jobs for op in job.ops})
         answers: list[list[Outcome | Exception]] = []
-        history: list[tuple[Any, ...]] = []
+        history: list[tuple[str, str, str, str | None, str | None, str, Any]] = []
         changes: list[Change] = []
         # Ordered (first write first), so primary keys follow the order of the operations.
         dirty: dict[tuple[str, str], None] = {}
@@ -209,17 +212,15 @@ class SqliteWriter:
         if dirty:
             self._store_all(conn, [(key[0], state[key]) for key in dirty])
         if history:
-            conn.executemany(
-                "INSERT INTO attr_history (tenant, entity_id, attr, dataset_id, observed_at,"
-                " modified_at, instance) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                history,
-            )
+            sids = self._series.sids(conn, (row[:3] for row in history))
+            conn.executemany(INSERT_HISTORY, history_records(history, sids))
         if changes:
             for hook in self._hooks:
                 for block in hook.rows(changes, now):
                     if block.rows:
                         conn.executemany(insert_sql(block), block.rows)
         conn.execute("COMMIT")
+        self._series.committed()
         return answers
 
     def _load(
