@@ -99,7 +99,8 @@ def sql_baseline(engine: str, url: str) -> Callable[[], Awaitable[Any]]:
         async def run_sqlite() -> Any:
             return conn.execute(
                 "SELECT (ts_ms - ?) / 86400000 AS b, avg(num), min(num), max(num)"
-                " FROM attr_history WHERE tenant = ? AND entity_id = ? AND attr = ?"
+                " FROM attr_history WHERE sid = (SELECT sid FROM history_series"
+                "  WHERE tenant = ? AND entity_id = ? AND attr = ?)"
                 " AND ts_ms >= ? AND ts_ms < ? GROUP BY b ORDER BY b",
                 (origin_ms, TENANT, EID, ATTR_IRI, origin_ms, origin_ms + 365 * 86400000),
             ).fetchall()
@@ -113,7 +114,8 @@ def sql_baseline(engine: str, url: str) -> Callable[[], Awaitable[Any]]:
             state["conn"] = await asyncpg.connect(url)
         return await state["conn"].fetch(
             "SELECT date_bin('1 day', ts, $1) AS b, avg(num), min(num), max(num)"
-            " FROM attr_history WHERE tenant = $2 AND entity_id = $3 AND attr = $4"
+            " FROM attr_history WHERE sid = (SELECT sid FROM history_series"
+            "  WHERE tenant = $2 AND entity_id = $3 AND attr = $4)"
             " AND ts >= $1 AND ts < $5 GROUP BY 1 ORDER BY 1",
             START, TENANT, EID, ATTR_IRI, START + timedelta(days=365),
         )
