@@ -26,12 +26,12 @@ from typing import Any
 import asyncpg
 import orjson
 
-from nakhon.storage.sqlite.series import instant_ms, numeric
+from nakhon.storage.sqlite.series import instant_ms, numeric, short_text
 
 CHUNK = 50_000
 COLUMNS = ["tenant", "entity_id", "attr", "dataset_id", "observed_at", "modified_at", "instance"]
 SERIES_COLUMNS = ["sid", "dataset_id", "observed_at", "modified_at", "instance"]
-SQLITE_DERIVED = ["ts_ms", "num", "deleted"]
+SQLITE_DERIVED = ["ts_ms", "num", "deleted", "txt"]
 
 
 def _insert(table: str, columns: list[str], marker: str = "?") -> str:
@@ -52,7 +52,8 @@ def _sqlite_series_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     out = []
     for r in _series_rows(rows):
         ts = instant_ms(r[2]) if r[2] is not None else instant_ms(r[3])
-        out.append((*r, ts, numeric(orjson.loads(r[4])), 0))
+        inst = orjson.loads(r[4])
+        out.append((*r, ts, numeric(inst), 0, short_text(inst)))
     return out
 
 
@@ -89,7 +90,7 @@ def sqlite_baselines(path: str, rows: list[tuple[Any, ...]]) -> dict[str, Second
         layout = SERIES_COLUMNS + SQLITE_DERIVED
         conn.execute(
             "CREATE TABLE raw_bare (sid INTEGER, dataset_id TEXT, observed_at TEXT,"
-            " modified_at TEXT, instance TEXT, ts_ms INTEGER, num REAL, deleted INTEGER)"
+            " modified_at TEXT, instance TEXT, ts_ms INTEGER, num REAL, deleted INTEGER, txt TEXT)"
         )
         out["bare, series layout, executemany"] = _sqlite_time(conn, "raw_bare", layout, series)
         ddl = [

@@ -66,10 +66,12 @@ def sqlite_fill(
     conn.executemany("INSERT INTO fill_step VALUES (?)", [(k,) for k in range(PER_DAY)])
     sql = f"""
         INSERT INTO attr_history
-            (sid, dataset_id, observed_at, modified_at, instance, ts_ms, num, deleted)
+            (sid, dataset_id, observed_at, modified_at, instance, ts_ms, num, deleted, txt)
         SELECT sid, NULL, ts, ?3, instance, ms,
             CASE json_type(instance, '$.value') WHEN 'integer' THEN json_extract(instance,
-                '$.value') WHEN 'real' THEN json_extract(instance, '$.value') END, 0
+                '$.value') WHEN 'real' THEN json_extract(instance, '$.value') END, 0,
+            CASE json_type(instance, '$.value') WHEN 'text' THEN json_extract(instance,
+                '$.value') END
         FROM (SELECT d.n, s.k, d.sid, s.ts, (?2 + s.k * 300) * 1000 AS ms,
             CASE WHEN d.etype = 'OffStreetParking' AND s.k = {PER_DAY - 1}
             THEN json_object('type', 'Property', 'value', {_SQLITE_VALUE}, 'observedAt', s.ts,

@@ -1,6 +1,6 @@
 """The SQL reductions the KPI sources use (value histogram, state durations, value drops) give
 exactly what the per-instance computation in Python gave, on both engines, on awkward data:
-mixed value types, negative and boundary speeds, reports sharing a timestamp, reports after
+mixed value types, a state longer than the index keeps, negative and boundary speeds, reports sharing a timestamp, reports after
 ``now``, readings on both sides of a Bangkok midnight."""
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ NOW = at(DAYS[1], 21.5)  # "today" is the second day: its last reports are cappe
 T = "/ngsi-ld/v1/temporal/entities"
 
 SPEEDS: list[Any] = [5, 5.0, 4.999, 0, -1.5, 80.25, True, "fast", 12.5, 12.5, 1e-9, 59.99]
-STATUSES: list[Any] = ["occupied", "free", "occupied", "unknown", 3, "free", "occupied", True]
+# One status longer than the index keeps (SQLite's txt, 64 characters): read from the instance.
+LONG = "reserved for the provincial governor's visit, " * 2
+STATUSES: list[Any] = ["occupied", "free", LONG, "unknown", 3, "free", "occupied", True]
 FILLS: list[Any] = [0.9, 0.6, 0.3, 0.8, "full", 0.5, 0.2, 0.2, False, 1, 0.7, 0.1]
 
 

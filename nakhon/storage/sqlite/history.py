@@ -31,7 +31,7 @@ from nakhon.storage.history_base import (
 from .history_deleted import attrs_of, deleted_entities
 from .history_kpi import mark, state_durations, value_drops, value_histogram, written_after
 from .history_sql import TIME, from_ms, ms_of, renumber, to_ms, window_sql
-from .series import SID, instant_ms, numeric, sid_sql
+from .series import SID, instant_ms, numeric, short_text, sid_sql
 
 __all__ = [
     "aggregate",
@@ -264,7 +264,7 @@ def replace_instance(
     # modification time (what the effective time falls back to).
     cur = conn.execute(
         "UPDATE attr_history SET instance = ?, observed_at = ?, dataset_id = ?,"
-        f" ts_ms = coalesce(?, {ms_of('modified_at')}), num = ?, deleted = ?"
+        f" ts_ms = coalesce(?, {ms_of('modified_at')}), num = ?, deleted = ?, txt = ?"
         f" WHERE hid = ? AND sid = {SID}",
         (
             orjson.dumps(inst).decode(),
@@ -273,6 +273,7 @@ def replace_instance(
             instant_ms(inst.get("observedAt")),
             numeric(inst),
             1 if "deletedAt" in inst else 0,
+            short_text(inst),
             hid,
             tenant,
             entity_id,

@@ -76,22 +76,26 @@ def value_histogram(conn: sqlite3.Connection, query: HistogramQuery) -> list[His
 
 
 def state_durations(conn: sqlite3.Connection, query: StateQuery) -> list[StateRow]:
-    """LEAD over (time, hid) per bucket gives each instance its holding time; the value is
-    read from the instance (strings are not in the index)."""
+    """LEAD over (time, hid) per bucket gives each instance its holding time; string values
+    come from the index (``txt``)."""
     out: list[StateRow] = []
     for entity_id, attr in query.pairs:
         bucket, params = _reduction_params(query.tenant, entity_id, attr, query.buckets)
         params.append(to_ms(query.until))
         where = renumber(window_sql(query.window, params), 7)
+        # Short strings come from the index (txt); only a longer one (num and txt both NULL)
+        # reads its instance — SQLite seeks the table row only when the CASE gets there.
         rows = conn.execute(
             "SELECT b, v, sum(u - t) FROM ("
-            " SELECT b, t, deleted, json_type(instance, '$.value') AS jt,"
-            "  json_extract(instance, '$.value') AS v,"
+            " SELECT b, t, deleted, v,"
             "  coalesce(lead(t) OVER (PARTITION BY b ORDER BY t, hid),"
             "   min(?1 + (b + 1) * ?2, ?6)) AS u"
-            f" FROM (SELECT {bucket} AS b, ts_ms AS t, hid, deleted, instance FROM attr_history"
+            f" FROM (SELECT {bucket} AS b, ts_ms AS t, hid, deleted, CASE"
+            "   WHEN txt IS NOT NULL THEN txt WHEN num IS NOT NULL THEN NULL"
+            "   WHEN json_type(instance, '$.value') = 'text'"
+            "   THEN json_extract(instance, '$.value') END AS v FROM attr_history"
             f"  WHERE sid = {_SID}{where}))"
-            " WHERE jt = 'text' AND NOT deleted AND u > t GROUP BY b, v ORDER BY b, v",
+            " WHERE v IS NOT NULL AND NOT deleted AND u > t GROUP BY b, v ORDER BY b, v",
             params,
         )
         for b, v, ms in rows:

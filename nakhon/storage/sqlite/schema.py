@@ -130,7 +130,9 @@ MIGRATIONS: tuple[str, ...] = (
     # the derived columns become ordinary ones written by the writer (no JSON parsed per
     # insert): raw inserts ~1.8× faster, the file ~45 % smaller. hid values are kept (they are
     # the instanceIds clients hold). Entity markers are series of their own (attr '@entity'),
-    # found through history_series_by_attr, so their partial index goes.
+    # found through history_series_by_attr, so their partial index goes. ``txt`` holds a
+    # short string value (``series.TXT_MAX``) in the index, so state durations (parking
+    # status, …) are index-only too instead of reading each row's instance.
     """
     CREATE TABLE history_series (
         sid INTEGER PRIMARY KEY,
@@ -151,21 +153,25 @@ MIGRATIONS: tuple[str, ...] = (
         instance TEXT NOT NULL,
         ts_ms INTEGER,
         num REAL,
-        deleted INTEGER NOT NULL DEFAULT 0
+        deleted INTEGER NOT NULL DEFAULT 0,
+        txt TEXT
     );
     INSERT INTO attr_history_v6
         SELECT h.hid, s.sid, h.dataset_id, h.observed_at, h.modified_at, h.instance, h.ts_ms,
-               h.num, h.deleted
+               h.num, h.deleted,
+               CASE WHEN json_type(h.instance, '$.value') = 'text'
+                    AND length(json_extract(h.instance, '$.value')) <= 64
+                    THEN json_extract(h.instance, '$.value') END
         FROM attr_history h JOIN history_series s
           ON s.tenant = h.tenant AND s.entity_id = h.entity_id AND s.attr = h.attr
         ORDER BY h.hid;
     DROP TABLE attr_history;
     ALTER TABLE attr_history_v6 RENAME TO attr_history;
     CREATE INDEX attr_history_by_time
-        ON attr_history (sid, ts_ms, num, dataset_id, deleted);
+        ON attr_history (sid, ts_ms, num, dataset_id, deleted, txt);
     CREATE VIEW history_keyed AS
         SELECT h.hid, h.sid, s.tenant, s.entity_id, s.attr, h.dataset_id, h.observed_at,
-               h.modified_at, h.instance, h.ts_ms, h.num, h.deleted
+               h.modified_at, h.instance, h.ts_ms, h.num, h.deleted, h.txt
         FROM attr_history h JOIN history_series s ON s.sid = h.sid;
     """,
 )

@@ -30,8 +30,12 @@ SID = "(SELECT sid FROM history_series WHERE tenant = ? AND entity_id = ? AND at
 
 INSERT_HISTORY = (
     "INSERT INTO attr_history (sid, dataset_id, observed_at, modified_at, instance, ts_ms, num,"
-    " deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " deleted, txt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+TXT_MAX = 64
+"""Longest string value kept in ``txt`` (in the index); longer ones are read from the
+instance. States are short words; a long text in the index would only bloat it."""
 
 _MS_CACHE_MAX = 100_000
 _ms_cache: dict[str, int | None] = {}
@@ -77,13 +81,12 @@ def numeric(inst: Instance) -> float | None:
     return None
 
 
-def derived(inst: Instance, modified_at: str) -> tuple[int | None, float | None, int]:
-    """(ts_ms, num, deleted) of an instance: its effective time (observedAt, else the
-    modification time), its numeric value, and whether it is a deletion marker."""
-    ts = instant_ms(inst.get("observedAt"))
-    if ts is None:
-        ts = instant_ms(modified_at)
-    return ts, numeric(inst), 1 if "deletedAt" in inst else 0
+def short_text(inst: Instance) -> str | None:
+    """The value when it is a string of at most :data:`TXT_MAX` characters, else None."""
+    value = inst.get("value")
+    if isinstance(value, str) and len(value) <= TXT_MAX:
+        return value
+    return None
 
 
 class SeriesCache:
@@ -148,6 +151,7 @@ def history_records(
                 ts,
                 numeric(inst),
                 1 if "deletedAt" in inst else 0,
+                short_text(inst),
             )
         )
     return out
