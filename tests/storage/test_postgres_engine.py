@@ -151,8 +151,9 @@ async def test_history_rows_are_appended_in_the_transaction(pg: PostgresStorage)
     await pg.write([WriteOp("", e.id, create(e))])
     await pg.write([WriteOp("", e.id, increment("n")), WriteOp("", e.id, increment("n"))])
     rows = await pg.pool.fetch(
-        "SELECT attr, observed_at, instance FROM attr_history"
-        " WHERE tenant = '' AND entity_id = $1 ORDER BY modified_at, instance->>'value'",
+        "SELECT s.attr, h.observed_at, h.instance FROM attr_history h"
+        " JOIN history_series s ON s.sid = h.sid"
+        " WHERE s.tenant = '' AND s.entity_id = $1 ORDER BY h.modified_at, h.instance->>'value'",
         e.id,
     )
     assert [r["instance"]["value"] for r in rows] == [0, 1, 2]

@@ -115,22 +115,38 @@ def geo_rows(entity: Entity) -> list[tuple[str, bytes]]:
     return rows
 
 
+SeriesKey = tuple[str, str, str]
+"""(tenant, entity_id, attribute IRI or ``@entity``): one row of ``history_series``."""
+
+
 def history_rows(
-    tenant: str, entity_id: str, changed: list[tuple[str, Instance]], now: str
+    sids: Mapping[SeriesKey, int],
+    tenant: str,
+    entity_id: str,
+    changed: list[tuple[str, Instance]],
+    now: str,
+    now_dt: datetime | None,
 ) -> list[tuple[Any, ...]]:
-    """attr_history records for the (attribute, instance) pairs an outcome changed."""
-    now_dt = parse_time(now)
+    """attr_history records (:data:`HISTORY_COLUMNS`) for the (attribute, instance) pairs an
+    outcome changed; ``sids`` must hold the series of every pair.
+
+    ``now``/``now_dt``: the transaction time as written into the instances and parsed once;
+    ``modifiedAt`` is nearly always exactly that string, so it is parsed only when it is not.
+    """
     rows: list[tuple[Any, ...]] = []
     for attr, inst in changed:
+        modified = inst.get("modifiedAt")
         rows.append(
             (
-                tenant,
-                entity_id,
-                attr,
+                sids[(tenant, entity_id, attr)],
                 inst.get("datasetId"),
                 parse_time(inst.get("observedAt")),
-                parse_time(inst.get("modifiedAt")) or now_dt,
+                now_dt if modified == now else (parse_time(modified) or now_dt),
                 inst,
             )
         )
     return rows
+
+
+HISTORY_COLUMNS = ("sid", "dataset_id", "observed_at", "modified_at", "instance")
+"""The attr_history columns :func:`history_rows` fills, in order (binary COPY)."""

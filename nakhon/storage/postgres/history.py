@@ -1,11 +1,13 @@
 """Temporal history on PostgreSQL: the read side and temporal provision (``history_base``).
 
-Migration 0003 adds ``hid`` (identity), ``ts`` (observedAt, else modification time) and ``num``
-(the value when a JSON number) as generated columns, plus a covering index on
-``(tenant, entity_id, attr, ts) INCLUDE (num, dataset_id)``: instance reads are index range
-scans with a LIMIT per pair (``LATERAL``), and aggregation is an index-only scan grouped by
-``date_bin`` — all in one statement per request. Indicator reductions are in ``history_kpi``,
-deleted entities in ``history_deleted``, shared SQL pieces in ``history_sql``.
+Each row has ``hid`` (identity), its series ``sid`` (``history_series``: tenant, entity,
+attribute; migration 0006), and as generated columns ``ts`` (observedAt, else modification
+time), ``num`` (the value when a JSON number) and ``deleted``, with a covering index on
+``(sid, ts) INCLUDE (num, dataset_id, deleted)``: instance reads are index range scans with a
+LIMIT per pair (``LATERAL``), and aggregation is an index-only scan grouped by ``date_bin`` —
+all in one statement per request, the series looked up through their unique key. Indicator
+reductions are in ``history_kpi``, deleted entities in ``history_deleted``, shared SQL pieces
+in ``history_sql``.
 """
 
 from __future__ import annotations
@@ -72,8 +74,10 @@ async def instances(pool: asyncpg.Pool, query: InstanceQuery) -> list[StoredInst
     sql = (
         f"SELECT k.eid, k.attr, x.hid, x.t, x.instance"
         f" FROM unnest({eids}::text[], {attrs}::text[]) WITH ORDINALITY AS k(eid, attr, n)"
+        f" JOIN history_series s"
+        f"  ON s.tenant = {tenant} AND s.entity_id = k.eid AND s.attr = k.attr"
         f" CROSS JOIN LATERAL (SELECT h.hid, {t} AS t, h.instance FROM attr_history h"
-        f"  WHERE h.tenant = {tenant} AND h.entity_id = k.eid AND h.attr = k.attr{where}"
+        f"  WHERE h.sid = s.sid{where}"
         f"  ORDER BY {t} {order}, h.hid {order} LIMIT {limit}) x"
         f" ORDER BY k.n"
     )
@@ -133,17 +137,19 @@ async def aggregate(pool: asyncpg.Pool, query: AggregateQuery) -> list[Aggregate
         "stddev_samp(h.num) AS sd" if "stddev" in m else "NULL",
         "sum(h.num * h.num) AS sq" if "sumsq" in m else "NULL",
     ]
+    series = f"s.tenant = {tenant} AND s.entity_id {e_cond} AND s.attr {a_cond}"
     if len(eid_set) == 1 and len(attr_set) == 1:
-        # One series (the common case): entity and attribute are constants, so the sort that
-        # feeds the grouping carries only the dataset and the bucket (a third of the bytes).
+        # One series (the common case): its sid is looked up once (an InitPlan) and the index
+        # is read on it; entity and attribute are constants, so the sort that feeds the
+        # grouping carries only the dataset and the bucket.
         keys, group = f"{e_cond[2:]}::text, {a_cond[2:]}::text", "GROUP BY 3, 4 ORDER BY 3, 4"
+        frm = f"attr_history h WHERE h.sid = (SELECT s.sid FROM history_series s WHERE {series})"
     else:
-        keys, group = "h.entity_id, h.attr", "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+        keys, group = "s.entity_id, s.attr", "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+        frm = f"history_series s JOIN attr_history h ON h.sid = s.sid WHERE {series}"
     sql = (
         f"SELECT {keys}, h.dataset_id, {bucket} AS b, {', '.join(cols)}"
-        f" FROM attr_history h"
-        f" WHERE h.tenant = {tenant} AND h.entity_id {e_cond} AND h.attr {a_cond}{where}"
-        f" AND NOT h.deleted {group}"
+        f" FROM {frm}{where} AND NOT h.deleted {group}"
     )
     async with pool.acquire() as conn, conn.transaction():
         # A year of 5-minute data is ~100,000 rows to sort into buckets: with the default 4 MB
@@ -201,8 +207,10 @@ async def entities_with_history(
     pool: asyncpg.Pool, tenant: str, entity_ids: Sequence[str]
 ) -> set[str]:
     rows = await pool.fetch(
+        # A series outlives its rows (retention, history deletion): look for a row.
         "SELECT k.eid FROM unnest($2::text[]) AS k(eid) WHERE EXISTS"
-        " (SELECT 1 FROM attr_history h WHERE h.tenant = $1 AND h.entity_id = k.eid)",
+        " (SELECT 1 FROM history_series s WHERE s.tenant = $1 AND s.entity_id = k.eid"
+        "  AND EXISTS (SELECT 1 FROM attr_history h WHERE h.sid = s.sid))",
         tenant,
         list(entity_ids),
     )
@@ -213,8 +221,7 @@ async def get_instance(
     pool: asyncpg.Pool, tenant: str, entity_id: str, attr: str, hid: int
 ) -> StoredInstance | None:
     row = await pool.fetchrow(
-        "SELECT ts, instance FROM attr_history"
-        " WHERE hid = $1 AND tenant = $2 AND entity_id = $3 AND attr = $4",
+        f"SELECT ts, instance FROM attr_history WHERE hid = $1 AND sid = {_SID}",
         hid,
         tenant,
         entity_id,
@@ -223,6 +230,10 @@ async def get_instance(
     if row is None:
         return None
     return StoredInstance(hid, entity_id, attr, row[0], row[1])
+
+
+_SID = "(SELECT sid FROM history_series WHERE tenant = $2 AND entity_id = $3 AND attr = $4)"
+"""The series of ($2, $3, $4): tenant, entity, attribute."""
 
 
 def _count(status: str) -> int:
@@ -241,14 +252,12 @@ async def delete_history(
     all_datasets: bool,
 ) -> int:
     p = Params()
-    sql = (
-        f"DELETE FROM attr_history WHERE tenant = {p.add(tenant)}"
-        f" AND entity_id = {p.add(entity_id)}"
-    )
+    series = f"tenant = {p.add(tenant)} AND entity_id = {p.add(entity_id)}"
     if attr is not None:
-        sql += f" AND attr = {p.add(attr)}"
-        if not all_datasets:
-            sql += f" AND dataset_id IS NOT DISTINCT FROM {p.add(dataset_id)}::text"
+        series += f" AND attr = {p.add(attr)}"
+    sql = f"DELETE FROM attr_history WHERE sid IN (SELECT sid FROM history_series WHERE {series})"
+    if attr is not None and not all_datasets:
+        sql += f" AND dataset_id IS NOT DISTINCT FROM {p.add(dataset_id)}::text"
     return _count(await pool.execute(sql, *p.values))
 
 
@@ -256,15 +265,15 @@ async def replace_instance(
     pool: asyncpg.Pool, tenant: str, entity_id: str, attr: str, hid: int, inst: Instance
 ) -> bool:
     status = await pool.execute(
-        "UPDATE attr_history SET instance = $1, observed_at = $2, dataset_id = $3"
-        " WHERE hid = $4 AND tenant = $5 AND entity_id = $6 AND attr = $7",
-        inst,
-        parse_time(inst.get("observedAt")),
-        inst.get("datasetId"),
+        "UPDATE attr_history SET instance = $5, observed_at = $6, dataset_id = $7"
+        f" WHERE hid = $1 AND sid = {_SID}",
         hid,
         tenant,
         entity_id,
         attr,
+        inst,
+        parse_time(inst.get("observedAt")),
+        inst.get("datasetId"),
     )
     return _count(status) > 0
 
@@ -273,8 +282,7 @@ async def delete_instance(
     pool: asyncpg.Pool, tenant: str, entity_id: str, attr: str, hid: int
 ) -> bool:
     status = await pool.execute(
-        "DELETE FROM attr_history WHERE hid = $1 AND tenant = $2 AND entity_id = $3"
-        " AND attr = $4",
+        f"DELETE FROM attr_history WHERE hid = $1 AND sid = {_SID}",
         hid,
         tenant,
         entity_id,
@@ -293,24 +301,25 @@ def _iri_match(column: str, name: str, p: Params) -> str:
 
 
 def _selector_sql(sel: Selector, p: Params) -> str:
+    """Conditions on the series (alias ``s``) a retention rule selects."""
     parts: list[str] = []
     if sel.tenant is not None:
-        parts.append(f"h.tenant = {p.add(sel.tenant)}")
+        parts.append(f"s.tenant = {p.add(sel.tenant)}")
     if sel.attr is not None:
-        parts.append(_iri_match("h.attr", sel.attr, p))
+        parts.append(_iri_match("s.attr", sel.attr, p))
     if sel.entity_type is not None:
         # The current types; for an entity that no longer exists, those its markers keep.
         match = _iri_match("ty.t", sel.entity_type, p)
         kept = _iri_match("j.t", sel.entity_type, p)
         parts.append(
             "(EXISTS (SELECT 1 FROM entities e, unnest(e.types) AS ty(t)"
-            f" WHERE e.tenant = h.tenant AND e.id = h.entity_id AND {match})"
-            " OR (NOT EXISTS (SELECT 1 FROM entities e WHERE e.tenant = h.tenant"
-            "  AND e.id = h.entity_id)"
-            "  AND EXISTS (SELECT 1 FROM attr_history m,"
+            f" WHERE e.tenant = s.tenant AND e.id = s.entity_id AND {match})"
+            " OR (NOT EXISTS (SELECT 1 FROM entities e WHERE e.tenant = s.tenant"
+            "  AND e.id = s.entity_id)"
+            "  AND EXISTS (SELECT 1 FROM history_series ms JOIN attr_history m ON m.sid = ms.sid,"
             "   jsonb_array_elements_text(m.instance -> 'types') AS j(t)"
-            "   WHERE m.tenant = h.tenant AND m.entity_id = h.entity_id"
-            f"   AND m.attr = '{ENTITY_MARKER}' AND {kept})))"
+            "   WHERE ms.tenant = s.tenant AND ms.entity_id = s.entity_id"
+            f"   AND ms.attr = '{ENTITY_MARKER}' AND {kept})))"
         )
     return " AND ".join(parts) if parts else "true"
 
@@ -319,22 +328,22 @@ async def prune(
     pool: asyncpg.Pool, selector: Selector, before: datetime, shadowed: Sequence[Selector]
 ) -> int:
     """Instances first; then entity markers whose entity has nothing else left (a marker is
-    what keeps a deleted entity reachable, and what type rules match its history by)."""
+    what keeps a deleted entity reachable, and what type rules match its history by). The
+    series rows stay (an empty series is one small row; the writers cache its id)."""
     p = Params()
     where = _selector_sql(selector, p) + f" AND h.ts < {p.add(before.astimezone(UTC))}"
     for other in shadowed:
         where += f" AND NOT ({_selector_sql(other, p)})"
+    delete = "DELETE FROM attr_history h USING history_series s WHERE h.sid = s.sid AND "
     gone = _count(
-        await pool.execute(
-            f"DELETE FROM attr_history h WHERE {where} AND h.attr <> '{ENTITY_MARKER}'",
-            *p.values,
-        )
+        await pool.execute(f"{delete}{where} AND s.attr <> '{ENTITY_MARKER}'", *p.values)
     )
     return gone + _count(
         await pool.execute(
-            f"DELETE FROM attr_history h WHERE {where} AND h.attr = '{ENTITY_MARKER}'"
-            " AND NOT EXISTS (SELECT 1 FROM attr_history o WHERE o.tenant = h.tenant"
-            f" AND o.entity_id = h.entity_id AND o.attr <> '{ENTITY_MARKER}')",
+            f"{delete}{where} AND s.attr = '{ENTITY_MARKER}'"
+            " AND NOT EXISTS (SELECT 1 FROM history_series os JOIN attr_history o"
+            " ON o.sid = os.sid WHERE os.tenant = s.tenant AND os.entity_id = s.entity_id"
+            f" AND os.attr <> '{ENTITY_MARKER}')",
             *p.values,
         )
     )

@@ -15,18 +15,14 @@ from .history_sql import Params, window_sql
 async def attrs_of(
     pool: asyncpg.Pool, tenant: str, entity_ids: Sequence[str]
 ) -> dict[str, list[str]]:
-    """Distinct attributes per entity: a recursive skip through the index (one probe per
-    attribute, however long its history)."""
+    """Distinct attributes per entity: its series (the unique key's index), each with a row
+    left (one index probe; a series outlives its rows)."""
     rows = await pool.fetch(
-        "WITH RECURSIVE s(eid, attr) AS ("
-        " SELECT k.eid, (SELECT min(h.attr) FROM attr_history h"
-        "  WHERE h.tenant = $1 AND h.entity_id = k.eid) FROM unnest($2::text[]) AS k(eid)"
-        " UNION ALL"
-        " SELECT s.eid, (SELECT min(h.attr) FROM attr_history h"
-        "  WHERE h.tenant = $1 AND h.entity_id = s.eid AND h.attr > s.attr)"
-        " FROM s WHERE s.attr IS NOT NULL)"
-        f" SELECT eid, attr FROM s WHERE attr IS NOT NULL AND attr <> '{ENTITY_MARKER}'"
-        " ORDER BY eid, attr",
+        "SELECT s.entity_id, s.attr FROM history_series s"
+        " WHERE s.tenant = $1 AND s.entity_id = ANY($2::text[])"
+        f" AND s.attr <> '{ENTITY_MARKER}'"
+        " AND EXISTS (SELECT 1 FROM attr_history h WHERE h.sid = s.sid)"
+        " ORDER BY 1, 2",
         tenant,
         list(entity_ids),
     )
@@ -37,30 +33,32 @@ async def attrs_of(
 
 
 async def deleted_entities(pool: asyncpg.Pool, query: DeletedQuery) -> list[DeletedEntity]:
-    """The newest entity marker of each entity that does not exist now (partial index on the
-    markers); with a window, only entities with an instance in it. One statement."""
+    """The newest entity marker of each entity that does not exist now (the marker series of a
+    tenant through history_series_by_attr); with a window, only entities with an instance in
+    it. One statement."""
     p = Params()
     sql = (
-        "SELECT DISTINCT ON (h.entity_id) h.entity_id, h.instance FROM attr_history h"
-        f" WHERE h.tenant = {p.add(query.tenant)} AND h.attr = '{ENTITY_MARKER}'"
+        "SELECT DISTINCT ON (s.entity_id) s.entity_id, h.instance"
+        " FROM history_series s JOIN attr_history h ON h.sid = s.sid"
+        f" WHERE s.tenant = {p.add(query.tenant)} AND s.attr = '{ENTITY_MARKER}'"
     )
     if query.ids is not None:
-        sql += f" AND h.entity_id = ANY({p.add(list(query.ids))}::text[])"
+        sql += f" AND s.entity_id = ANY({p.add(list(query.ids))}::text[])"
     if query.types is not None:
         sql += f" AND jsonb_exists_any(h.instance -> 'types', {p.add(list(query.types))}::text[])"
     sql += (
-        " AND NOT EXISTS (SELECT 1 FROM entities e WHERE e.tenant = h.tenant"
-        " AND e.id = h.entity_id)"
+        " AND NOT EXISTS (SELECT 1 FROM entities e WHERE e.tenant = s.tenant"
+        " AND e.id = s.entity_id)"
     )
     if query.window is not None:
         # Same columns under another alias: _window speaks of "h".
         inner = window_sql(query.window, p).replace("h.", "w.")
-        attrs = f" AND w.attr = ANY({p.add(list(query.attrs))}::text[])" if query.attrs else ""
+        attrs = f" AND ws.attr = ANY({p.add(list(query.attrs))}::text[])" if query.attrs else ""
         sql += (
-            " AND EXISTS (SELECT 1 FROM attr_history w WHERE w.tenant = h.tenant"
-            f" AND w.entity_id = h.entity_id{attrs}{inner})"
+            " AND EXISTS (SELECT 1 FROM history_series ws JOIN attr_history w ON w.sid = ws.sid"
+            f" WHERE ws.tenant = s.tenant AND ws.entity_id = s.entity_id{attrs}{inner})"
         )
-    sql += " ORDER BY h.entity_id, h.ts DESC, h.hid DESC"
+    sql += " ORDER BY s.entity_id, h.ts DESC, h.hid DESC"
     rows = await pool.fetch(sql, *p.values)
     out: list[DeletedEntity] = []
     for r in rows:

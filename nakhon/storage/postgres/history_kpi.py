@@ -49,9 +49,10 @@ def _pairs_lateral(
     where = window_sql(window, p)
     sql = (
         f" FROM unnest({eids}::text[], {attrs}::text[]) WITH ORDINALITY AS k(eid, attr, n)"
+        f" JOIN history_series s"
+        f"  ON s.tenant = {tenant_p} AND s.entity_id = k.eid AND s.attr = k.attr"
         f" CROSS JOIN LATERAL (SELECT date_bin({step}::interval, {t}, {origin}::timestamptz)"
-        f"  AS b, {t} AS t, {cols} FROM attr_history h"
-        f"  WHERE h.tenant = {tenant_p} AND h.entity_id = k.eid AND h.attr = k.attr{where}) x"
+        f"  AS b, {t} AS t, {cols} FROM attr_history h WHERE h.sid = s.sid{where}) x"
     )
     return sql, step
 
@@ -147,9 +148,9 @@ async def written_after(pool: asyncpg.Pool, query: WrittenQuery) -> set[int]:
     sql = (
         f"SELECT DISTINCT date_bin({step}::interval, {TIME[query.window.prop]},"
         f" {origin}::timestamptz) FROM attr_history h WHERE h.hid > {p.add(query.mark)}"
-        f" AND h.tenant = {p.add(query.tenant)}"
-        f" AND h.entity_id = ANY({p.add(sorted({e for e, _ in query.pairs}))}::text[])"
-        f" AND h.attr = ANY({p.add(sorted({a for _, a in query.pairs}))}::text[])"
+        f" AND h.sid IN (SELECT s.sid FROM history_series s WHERE s.tenant = {p.add(query.tenant)}"
+        f" AND s.entity_id = ANY({p.add(sorted({e for e, _ in query.pairs}))}::text[])"
+        f" AND s.attr = ANY({p.add(sorted({a for _, a in query.pairs}))}::text[]))"
         f"{window_sql(query.window, p)}"
     )
     rows = await pool.fetch(sql, *p.values)

@@ -64,8 +64,11 @@ async def postgis_schema(conn: asyncpg.Connection) -> str:
     return str(found)
 
 
-async def migrate(conn: asyncpg.Connection, schema: str | None) -> tuple[str, list[int]]:
-    """Bring the database (or ``schema``) up to date.
+async def migrate(
+    conn: asyncpg.Connection, schema: str | None, *, upto: int | None = None
+) -> tuple[str, list[int]]:
+    """Bring the database (or ``schema``) up to date (``upto``: only up to that version, for
+    tests of a migration on a database built by the ones before it).
 
     Returns the ``search_path`` the engine's connections must use and the versions applied now.
     """
@@ -87,7 +90,7 @@ async def migrate(conn: asyncpg.Connection, schema: str | None) -> tuple[str, li
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         applied: list[int] = []
         for mig in migrations():
-            if mig.version in done:
+            if mig.version in done or (upto is not None and mig.version > upto):
                 continue
             async with conn.transaction():
                 await conn.execute(mig.sql)

@@ -5,6 +5,10 @@ queue order (a later operation on an entity sees the earlier one's result), then
 set-based statements write everything (``unnest`` arrays for upserts, deletes and geo rows,
 binary ``COPY`` for history), and only after COMMIT does any caller get its answer.
 
+History rows carry the integer id of their series (``history_series``: tenant, entity,
+attribute), from a per-writer cache; the series a transaction is missing are found or created
+by one statement in that transaction, and enter the cache only once it has committed.
+
 Transaction hooks (``nakhon.storage.hooks``) get the batch's changes after the mutations ran
 and their rows are inserted into their tables in the same transaction, by the first entity
 statement (data-modifying CTEs: no round trip of their own).
@@ -20,13 +24,23 @@ from typing import Any
 
 import asyncpg
 
-from nakhon.broker.model import Entity
+from nakhon.broker.model import Entity, Instance
 from nakhon.core.errors import BadRequestData, NgsiError
 from nakhon.storage.base import Outcome, WriteOp
 from nakhon.storage.hooks import Change, HookRows, WriteHook
 from nakhon.storage.rows import deletion_markers, geo_unchanged
 
-from .codec import ENTITY_COLUMNS, geo_rows, geo_values, history_rows, now_iso, row_to_entity
+from .codec import (
+    ENTITY_COLUMNS,
+    HISTORY_COLUMNS,
+    SeriesKey,
+    geo_rows,
+    geo_values,
+    history_rows,
+    now_iso,
+    parse_time,
+    row_to_entity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +92,29 @@ SELECT u.pk, u.attr, ST_GeomFromEWKB(u.wkb)
 FROM unnest($1::bigint[], $2::text[], $3::bytea[]) AS u(pk, attr, wkb)
 """
 _TENANTS = "INSERT INTO tenants (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING"
-_HISTORY_COLUMNS = (
-    "tenant",
-    "entity_id",
-    "attr",
-    "dataset_id",
-    "observed_at",
-    "modified_at",
-    "instance",
-)
+# The series of a batch that the cache lacks, in one statement: those that exist, plus those
+# inserted now. Sorted inserts: two writers creating the same series wait for each other in one
+# order (no deadlock). A series another transaction committed after this statement's snapshot
+# is in neither half (ON CONFLICT waited for it): _SERIES_SELECT, a new snapshot, finds it.
+_SERIES_ENSURE = """
+WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS k(tenant, entity_id, attr)),
+old AS (SELECT s.sid, s.tenant, s.entity_id, s.attr FROM history_series s
+        JOIN k ON s.tenant = k.tenant AND s.entity_id = k.entity_id AND s.attr = k.attr),
+new AS (INSERT INTO history_series (tenant, entity_id, attr)
+        SELECT k.tenant, k.entity_id, k.attr FROM k WHERE NOT EXISTS (SELECT 1 FROM old
+         WHERE old.tenant = k.tenant AND old.entity_id = k.entity_id AND old.attr = k.attr)
+        ORDER BY 1, 2, 3
+        ON CONFLICT DO NOTHING
+        RETURNING sid, tenant, entity_id, attr)
+SELECT sid, tenant, entity_id, attr FROM old UNION ALL SELECT sid, tenant, entity_id, attr FROM new
+"""
+_SERIES_SELECT = """
+SELECT s.sid, s.tenant, s.entity_id, s.attr FROM history_series s
+JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant, entity_id, attr)
+  ON s.tenant = k.tenant AND s.entity_id = k.entity_id AND s.attr = k.attr
+"""
+# Most series ids a writer keeps (about 300 bytes each); past it the cache starts afresh.
+_SID_CACHE_MAX = 262_144
 
 
 @dataclass(slots=True)
@@ -111,7 +139,11 @@ class _Slot:
 class _Plan:
     results: list[Outcome | Exception] = field(default_factory=list)
     slots: dict[Key, _Slot] = field(default_factory=dict)
-    history: list[tuple[Any, ...]] = field(default_factory=list)
+    now: str = ""
+    # (tenant, entity id, the (attribute, instance) pairs to append to its history)
+    history: list[tuple[str, str, list[tuple[str, Instance]]]] = field(default_factory=list)
+    # Series ids found or created in this transaction: cached only after it commits.
+    learnt: dict[SeriesKey, int] = field(default_factory=dict)
     tenants: set[str] = field(default_factory=set)
     # EWKB rows of the latest geo state per key, computed (and validated) once in _apply.
     geo: dict[Key, list[tuple[str, bytes]]] = field(default_factory=dict)
@@ -138,6 +170,9 @@ class Writer:
         self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._known_tenants: set[str] = set()
+        # (tenant, entity id, attr) → history_series.sid; series are never deleted, so an id
+        # stays right across transactions (and other processes).
+        self._sids: dict[SeriesKey, int] = {}
         self.batches = 0  # statistics, for tests and benchmarks
         self.ops_written = 0
 
@@ -241,7 +276,7 @@ class Writer:
         async with self._pool.acquire() as conn, conn.transaction():
             keys = list(dict.fromkeys((op.tenant, op.entity_id) for op in ops))
             rows = await conn.fetch(_SELECT_FOR_UPDATE, [k[0] for k in keys], [k[1] for k in keys])
-            plan = _Plan()
+            plan = _Plan(now=now)
             for key in keys:
                 plan.slots[key] = _Slot(None, None, None)
             for row in rows:
@@ -262,6 +297,10 @@ class Writer:
         self.batches += 1
         self.ops_written += len(ops)
         self._known_tenants |= plan.tenants
+        if plan.learnt:
+            if len(self._sids) + len(plan.learnt) > _SID_CACHE_MAX:
+                self._sids.clear()
+            self._sids.update(plan.learnt)
         return plan.results
 
     async def _run_sql(self, conn: asyncpg.Connection, sql: str, args: list[Any],
@@ -343,7 +382,7 @@ class Writer:
                 written = outcome.changed
                 if outcome.removed or outcome.deleted:
                     written = [*written, *deletion_markers(outcome, now)]
-                plan.history.extend(history_rows(op.tenant, op.entity_id, written, now))
+                plan.history.append((op.tenant, op.entity_id, written))
 
     async def _write(self, conn: asyncpg.Connection, plan: _Plan,
                      hook_rows: list[HookRows]) -> None:
@@ -406,9 +445,45 @@ class Writer:
         if plan.tenants:
             await conn.execute(_TENANTS, sorted(plan.tenants))
         if plan.history:
+            sids = await self._series(conn, plan)
+            now_dt = parse_time(plan.now)
+            records = [
+                row
+                for tenant, entity_id, written in plan.history
+                for row in history_rows(sids, tenant, entity_id, written, plan.now, now_dt)
+            ]
             await conn.copy_records_to_table(
-                "attr_history", records=plan.history, columns=_HISTORY_COLUMNS
+                "attr_history", records=records, columns=HISTORY_COLUMNS
             )
+
+    async def _series(self, conn: asyncpg.Connection, plan: _Plan) -> dict[SeriesKey, int]:
+        """The series id of every (tenant, entity, attribute) in ``plan.history``: from the
+        cache, else found or created in this transaction (one statement for all of them, a
+        second one only when another transaction created some at the same moment)."""
+        cache = self._sids
+        sids: dict[SeriesKey, int] = {}
+        missing: dict[SeriesKey, None] = {}  # ordered set
+        for tenant, entity_id, written in plan.history:
+            for attr, _ in written:
+                key = (tenant, entity_id, attr)
+                if key in sids or key in missing:
+                    continue
+                sid = cache.get(key)
+                if sid is None:
+                    missing[key] = None
+                else:
+                    sids[key] = sid
+        if missing:
+            keys = list(missing)
+            args = [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]]
+            got = await conn.fetch(_SERIES_ENSURE, *args)
+            if len(got) < len(keys):
+                got = await conn.fetch(_SERIES_SELECT, *args)
+            plan.learnt = {(r[1], r[2], r[3]): r[0] for r in got}
+            if len(plan.learnt) < len(keys):  # cannot happen: the insert waited for them
+                raise RuntimeError("history series could not be found nor created")
+            sids.update(plan.learnt)
+        return sids
 
 
 def _encode_types(values: list[str] | None) -> str | None:
