@@ -7,17 +7,14 @@ most ``max_entities`` of them (``NAKHON_NOTIFICATION_MAX_ENTITIES``) and no more
 ``max_bytes`` of encoded entities. A batch never waits to fill up: it holds what was already
 there when the worker looked, so an idle system still sends each change at once, alone.
 
-Work is done once, not once per subscription:
-
-* :class:`RowCache` decodes an outbox row once for every worker (by ``seq``; bounded by the
-  number of changes it holds).
-* :class:`RenderCache` keeps each change rendered and encoded per :func:`profile` — the render
-  options that decide the bytes (term map, format, attributes, sysAttrs, lang, showChanges,
-  GeoJSON). Subscriptions sharing a profile share the bytes, and a notification body is a join
-  of pre-encoded entity documents (:func:`nakhon.subscriptions.notify.body`). Bounded by bytes.
-
-Both caches are only caches: a miss decodes or renders again, so their bounds trade CPU for
-memory and never correctness.
+Work is done once, not once per subscription. :class:`RowCache` decodes an outbox row once
+for every worker (by ``seq``) into :class:`Item` s, one per change, which the workers share;
+an item keeps its change rendered and encoded per :func:`profile` — the render options that
+decide the bytes (term map, format, attributes, sysAttrs, lang, showChanges, GeoJSON) — so
+subscriptions sharing a profile share the bytes, and a notification body is a join of
+pre-encoded entity documents (:func:`nakhon.subscriptions.notify.body`). The cache is bounded
+by an estimate of the bytes it holds, renderings included; it is only a cache: a row dropped
+from it is decoded and rendered again when a lagging worker reaches it.
 """
 
 from __future__ import annotations
@@ -37,11 +34,9 @@ from nakhon.subscriptions.store import OutboxRow
 log = get_logger("nakhon.subscriptions.batch")
 
 MAX_BYTES = 1 << 20  # stop adding entities once a body's data passes this (about 1 MB)
-ROW_CACHE_CHANGES = 8192  # decoded changes kept for the other workers
-RENDER_CACHE_BYTES = 16 << 20  # encoded entity documents kept for the other workers
+ROW_CACHE_BYTES = 32 << 20  # decoded rows (estimated) and their renderings kept for all workers
+DECODED_FACTOR = 4  # a decoded row (dicts and items) takes about 3.2 times its JSON bytes
 
-# (change index or None, pks it fires or None for a one-change row of an earlier version, doc)
-Decoded = list[tuple[int | None, list[int] | None, dict[str, Any]]]
 # What decides a change's rendered bytes (see ``profile``).
 Profile = tuple[str, str, bool, tuple[str, ...] | None, str | None, bool, bool]
 
@@ -57,15 +52,15 @@ def profile(sub: Subscription) -> Profile:
             sub.endpoint.accept == "application/geo+json")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Item:
-    """One change waiting for one subscription."""
+    """One change of an outbox row, shared by every subscription (and worker) it fires."""
 
     seq: int
-    index: int | None  # its place in the row (None: a one-change row)
+    index: int | None  # its place in the row (None: a one-change row of an earlier version)
     created_at: str
     doc: dict[str, Any]
-    last: bool  # the last change of its row for this subscription
+    rendered: dict[int, bytes] = field(default_factory=dict)  # by profile number
 
 
 @dataclass(slots=True)
@@ -74,85 +69,72 @@ class Batch:
 
     items: list[Item]
     nid: str  # one notification id, from the first change: stable when resent
+    done_seq: int = 0  # the cursor once sent: its last row if the batch ends that row
     parts: list[bytes] = field(default_factory=list)  # encoded entities, in order
     rendered_for: Any = None  # the registry entry the parts were rendered for
-
-    @property
-    def done_seq(self) -> int:
-        """The cursor once this batch is sent: its last row, if the batch ends that row."""
-        last = self.items[-1]
-        return last.seq if last.last else last.seq - 1
 
     @property
     def first(self) -> Item:
         return self.items[0]
 
 
+@dataclass(slots=True)
+class _Row:
+    created_at: str
+    changes: list[tuple[list[int] | None, Item]]  # (pks it fires or None: all, change)
+    everyone: frozenset[int]  # the pks every change of the row fires
+    size: int  # bytes held (estimated): decoded payload and renderings
+
+
 class RowCache:
-    """Decoded outbox rows by ``seq``, shared by every worker (oldest dropped first)."""
+    """Decoded outbox rows by ``seq`` with their renderings, shared by every worker; bounded
+    by an estimate of the bytes they hold (oldest rows dropped first, never the newest)."""
 
-    def __init__(self, max_changes: int = ROW_CACHE_CHANGES) -> None:
-        self.max_changes = max_changes
-        self._rows: OrderedDict[int, tuple[str, Decoded]] = OrderedDict()
-        self._size = 0
-        self.hits = 0
-        self.misses = 0
-
-    def decoded(self, row: OutboxRow) -> Decoded:
-        found = self._rows.get(row.seq)
-        if found is not None and found[0] == row.created_at:
-            self.hits += 1
-            return found[1]
-        self.misses += 1
-        payload = orjson.loads(row.payload)
-        changes = payload.get("changes")
-        decoded: Decoded
-        if changes is None:
-            decoded = [(None, None, payload)]
-        else:
-            decoded = [(i, pks, doc) for i, (pks, doc) in enumerate(changes)]
-        if found is not None:
-            self._drop(row.seq)
-        self._rows[row.seq] = (row.created_at, decoded)
-        self._size += len(decoded)
-        while self._size > self.max_changes and len(self._rows) > 1:
-            self._drop(next(iter(self._rows)))
-        return decoded
-
-    def _drop(self, seq: int) -> None:
-        _, decoded = self._rows.pop(seq)
-        self._size -= len(decoded)
-
-
-class RenderCache:
-    """Encoded entity documents by (change, profile), shared by every worker."""
-
-    def __init__(self, max_bytes: int = RENDER_CACHE_BYTES) -> None:
+    def __init__(self, max_bytes: int = ROW_CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._docs: OrderedDict[tuple[int, int | None, str, Profile], bytes] = OrderedDict()
-        self._size = 0
+        self._rows: OrderedDict[int, _Row] = OrderedDict()
+        self.size = 0
         self.hits = 0
         self.misses = 0
 
-    def encoded(self, item: Item, sub: Subscription, opts: RenderOptions,
-                prof: Profile) -> bytes:
-        """``item`` as ``sub`` wants it, encoded (raises if it cannot be rendered)."""
-        key = (item.seq, item.index, item.created_at, prof)
-        found = self._docs.get(key)
-        if found is not None:
+    def row(self, row: OutboxRow) -> _Row:
+        found = self._rows.get(row.seq)
+        if found is not None and found.created_at == row.created_at:
             self.hits += 1
             return found
         self.misses += 1
-        entity = notify.render_change(sub, item.doc, opts)
-        if prof[6]:  # GeoJSON: each entity is a Feature of the FeatureCollection
-            entity = notify.feature(entity)
-        encoded = orjson.dumps(entity)
-        self._docs[key] = encoded
-        self._size += len(encoded)
-        while self._size > self.max_bytes and len(self._docs) > 1:
-            _, old = self._docs.popitem(last=False)
-            self._size -= len(old)
-        return encoded
+        payload = orjson.loads(row.payload)
+        raw = payload.get("changes")
+        changes: list[tuple[list[int] | None, Item]]
+        if raw is None:
+            changes = [(None, Item(row.seq, None, row.created_at, payload))]
+        else:
+            changes = [(pks, Item(row.seq, i, row.created_at, doc))
+                       for i, (pks, doc) in enumerate(raw)]
+        everyone = frozenset(changes[0][0] or ()) if changes else frozenset()
+        for pks, _ in changes:
+            if pks is not None and len(everyone) > 0:
+                everyone = everyone.intersection(pks)
+        decoded = _Row(row.created_at, changes, everyone, len(row.payload) * DECODED_FACTOR)
+        if found is not None:
+            self._drop(row.seq)
+        self._rows[row.seq] = decoded
+        self.grow(row.seq, decoded.size, counted=False)
+        return decoded
+
+    def grow(self, seq: int, nbytes: int, *, counted: bool = True) -> None:
+        """Row ``seq`` holds ``nbytes`` more (a rendering); drop old rows while over budget."""
+        entry = self._rows.get(seq)
+        if entry is None:
+            return  # dropped already: its memory goes with the last batch holding its items
+        if counted:
+            entry.size += nbytes
+        self.size += nbytes
+        while self.size > self.max_bytes and len(self._rows) > 1:
+            self._drop(next(iter(self._rows)))
+
+    def _drop(self, seq: int) -> None:
+        self.size -= self._rows.pop(seq).size
 
 
 class Batcher:
@@ -162,58 +144,77 @@ class Batcher:
         self.max_entities = max(1, max_entities)
         self.max_bytes = max_bytes
         self.rows = RowCache()
-        self.renders = RenderCache()
+        self._profiles: dict[Profile, int] = {}  # one small number per distinct profile
+        self.render_hits = 0
+        self.render_misses = 0
+
+    def profile_number(self, sub: Subscription) -> int:
+        """The number under which renderings for ``sub``'s :func:`profile` are kept."""
+        return self._profiles.setdefault(profile(sub), len(self._profiles))
 
     def items(self, rows: list[OutboxRow], pk: int) -> list[Item]:
         """The changes of ``rows`` that fire subscription ``pk``, in order."""
         out: list[Item] = []
         for row in rows:
             try:
-                decoded = self.rows.decoded(row)
+                decoded = self.rows.row(row)
             except Exception:  # an unreadable row must never block the queue
                 log.exception("outbox row could not be read; skipped", subscription_pk=pk,
                               seq=row.seq)
                 continue
-            start = len(out)
-            out.extend(Item(row.seq, index, row.created_at, doc, False)
-                       for index, pks, doc in decoded if pks is None or pk in pks)
-            if len(out) > start:
-                out[-1].last = True
+            if pk in decoded.everyone:
+                out.extend([item for _, item in decoded.changes])
+            else:
+                out.extend([item for pks, item in decoded.changes if pks is None or pk in pks])
         return out
 
     def take(self, pk: int, items: list[Item], start: int, entry: Any, opts: RenderOptions,
-             prof: Profile) -> tuple[Batch, int]:
-        """The next batch from ``items[start:]`` for the registry entry ``entry``, rendered;
-        and where the one after it starts. Its ``parts`` may be empty (nothing renderable)."""
+             number: int) -> tuple[Batch, int]:
+        """The next batch from ``items[start:]`` for the registry entry ``entry`` (render
+        options ``opts``, profile ``number``), rendered; and where the one after it starts.
+        Its ``parts`` may be empty (nothing renderable)."""
         first = items[start]
         batch = Batch([], notify.notification_id(pk, first.seq, first.created_at, first.index))
         size = 0
         end = start
-        while end < len(items) and len(batch.items) < self.max_entities and \
-                size < self.max_bytes:
+        while end < len(items) and end - start < self.max_entities and size < self.max_bytes:
             item = items[end]
             end += 1
-            batch.items.append(item)
-            part = self._encoded(entry.sub, item, opts, prof)
+            part = self._encoded(entry.sub, item, opts, number)
             if part is not None:
                 batch.parts.append(part)
                 size += len(part) + 1
+        batch.items = items[start:end]
+        last = items[end - 1]
+        ends_row = end == len(items) or items[end].seq != last.seq
+        batch.done_seq = last.seq if ends_row else last.seq - 1
         batch.rendered_for = entry
         return batch, end
 
-    def render(self, batch: Batch, entry: Any, opts: RenderOptions, prof: Profile) -> None:
+    def render(self, batch: Batch, entry: Any, opts: RenderOptions, number: int) -> None:
         """Render ``batch`` again for ``entry`` (the subscription changed since it was cut)."""
         if batch.rendered_for is entry:
             return
-        parts = [self._encoded(entry.sub, item, opts, prof) for item in batch.items]
+        parts = [self._encoded(entry.sub, item, opts, number) for item in batch.items]
         batch.parts = [p for p in parts if p is not None]
         batch.rendered_for = entry
 
     def _encoded(self, sub: Subscription, item: Item, opts: RenderOptions,
-                 prof: Profile) -> bytes | None:
+                 number: int) -> bytes | None:
+        found = item.rendered.get(number)
+        if found is not None:
+            self.render_hits += 1
+            return found
+        self.render_misses += 1
         try:
-            return self.renders.encoded(item, sub, opts, prof)
+            entity = notify.render_change(sub, item.doc, opts)
+            if sub.endpoint.accept == "application/geo+json":
+                entity = notify.feature(entity)  # each entity a Feature of the collection
+            encoded = orjson.dumps(entity)
         except Exception:  # cannot render: never block the queue on it
             log.exception("notification could not be rendered; dropped", subscription=sub.id,
                           seq=item.seq, index=item.index)
             return None
+        item.rendered[number] = encoded
+        self.rows.grow(item.seq, len(encoded))
+        return encoded

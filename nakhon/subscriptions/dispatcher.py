@@ -32,7 +32,7 @@ from nakhon.broker.render import RenderOptions
 from nakhon.core.logs import get_logger
 from nakhon.storage.rows import utc_now
 from nakhon.subscriptions import notify
-from nakhon.subscriptions.batch import Batch, Batcher, Profile, profile
+from nakhon.subscriptions.batch import Batch, Batcher
 from nakhon.subscriptions.delivery import (
     DeliveryError,
     HttpConnection,
@@ -42,7 +42,7 @@ from nakhon.subscriptions.delivery import (
 )
 from nakhon.subscriptions.matcher import Active, Registry
 from nakhon.subscriptions.periodic import periodic_entities
-from nakhon.subscriptions.store import OutboxRow, Stats, SubStore, matching
+from nakhon.subscriptions.store import OutboxRow, SharedFetch, Stats, SubStore, matching
 
 log = get_logger("nakhon.subscriptions.dispatcher")
 
@@ -66,6 +66,7 @@ class Dispatcher:
                  backoff_base: float = 0.25, backoff_cap: float = 10.0,
                  poll_interval: float = 2.0, max_entities: int = 100) -> None:
         self.store = store
+        self.reads = SharedFetch(store)  # workers reading the same rows share the reads
         self.registry = registry
         self.storage = storage
         self.stats: dict[int, Stats] = {}
@@ -94,7 +95,7 @@ class Dispatcher:
         self.busy_max_delay = 2.0
         self._window = 0
         self._window_sent = 0
-        self._prep: dict[int, tuple[Active, list[tuple[str, str]], RenderOptions, Profile]] = {}
+        self._prep: dict[int, tuple[Active, list[tuple[str, str]], RenderOptions, int]] = {}
         # Waiting changes go out together, up to this many per notification (and ~1 MB).
         self.batcher = Batcher(max_entities)
         self._wake_lock = threading.Lock()
@@ -219,7 +220,7 @@ class Dispatcher:
                     await self._wait(worker.event, self.poll_interval)
                     continue
                 cursor = self.cursors.get(pk, 0)
-                rows = await self.store.fetch(cursor, SCAN)
+                rows = await self.reads.fetch(cursor, SCAN)
                 if not rows:
                     # Without a wake-up, look again now and then: rows committed by another
                     # process, or wake-ups lost in a crash.
@@ -372,13 +373,15 @@ class Dispatcher:
         stats.times_sent += 1
         stats.last_success = now
 
-    def _prepared(self, entry: Active) -> tuple[list[tuple[str, str]], RenderOptions, Profile]:
+    def _prepared(self, entry: Active) -> tuple[list[tuple[str, str]], RenderOptions, int]:
         """What every notification of ``entry`` shares: headers, render options and render
-        profile (kept while the registry holds this very entry; an update replaces it)."""
+        profile number (kept while the registry holds this very entry; an update replaces
+        it)."""
         found = self._prep.get(entry.pk)
         if found is None or found[0] is not entry:
             found = self._prep[entry.pk] = (entry, notify.headers(entry.sub, entry.tenant),
-                                            notify.options(entry.sub), profile(entry.sub))
+                                            notify.options(entry.sub),
+                                            self.batcher.profile_number(entry.sub))
         return found[1], found[2], found[3]
 
     # --- periodic subscriptions ----------------------------------------------------------------

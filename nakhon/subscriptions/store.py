@@ -16,6 +16,7 @@ the writer). On PostgreSQL everything uses the engine's pool.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -80,6 +81,56 @@ class SubStore(Protocol):
     async def collect(self, below: int) -> None: ...
     async def version(self) -> str: ...
     async def close(self) -> None: ...
+
+
+RawRow = tuple[int, str, bytes, str]  # seq, subs, payload, created_at
+
+
+class SharedFetch:
+    """Outbox reads shared by the subscription workers, which mostly read the same rows: a
+    read from where one is in flight waits for it, and a read from inside the rows of the
+    last read is answered from them (rows are visible in ``seq`` order, so the rows of one
+    read after ``a`` are exactly those in (a, its last seq]; what is newer, the next read
+    fetches)."""
+
+    def __init__(self, store: SubStore) -> None:
+        self.store = store
+        self._run: list[RawRow] = []
+        self._run_after = 0
+        self._seqs: list[int] = []
+        self._inflight: dict[tuple[int, int], asyncio.Task[list[RawRow]]] = {}
+        self.shared = 0  # reads answered without a query of their own
+
+    async def fetch(self, after: int, limit: int) -> list[RawRow]:
+        if self._run and self._run_after <= after < self._seqs[-1]:
+            self.shared += 1
+            start = bisect.bisect_right(self._seqs, after)
+            return self._run[start:start + limit]
+        key = (after, limit)
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._read(after, limit))
+            task.add_done_callback(_retrieved)  # no warning when every reader was cancelled
+            self._inflight[key] = task
+        else:
+            self.shared += 1
+        # Shielded: one worker cancelled (stopping, its subscription deleted) must not cancel
+        # the read the others wait for.
+        return await asyncio.shield(task)
+
+    async def _read(self, after: int, limit: int) -> list[RawRow]:
+        try:
+            rows = await self.store.fetch(after, limit)
+        finally:
+            del self._inflight[(after, limit)]
+        if rows:
+            self._run, self._run_after, self._seqs = rows, after, [r[0] for r in rows]
+        return rows
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def matching(rows: Sequence[tuple[int, str, bytes, str]], pk: int) -> list[OutboxRow]:

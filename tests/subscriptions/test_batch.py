@@ -169,8 +169,8 @@ async def test_shared_rendering_gives_each_subscription_its_own_body(
             "endpoint": {"uri": url, "accept": "application/ld+json"}}),
     }
     ids = {name: await _create(api, headers, body) for name, body in subs.items()}
-    renders = _dispatcher(api).batcher.renders
-    hits = renders.hits
+    batcher = _dispatcher(api).batcher
+    hits = batcher.render_hits
     point = {"type": "Point", "coordinates": [100.5, 13.7]}
     ents = [sensor(f"urn:mx:{n}", 20 + n, humidity=40 + n) for n in range(3)]
     for e in ents:
@@ -222,7 +222,7 @@ async def test_shared_rendering_gives_each_subscription_its_own_body(
     assert all("@context" in n for n in notes["ld"])
     assert all("@context" not in n for n in notes["temp"] + notes["kv"])
     # "temp" and "temp2" share their render profile: one rendering served both.
-    assert renders.hits - hits >= 6
+    assert batcher.render_hits - hits >= 6
 
 
 async def test_the_setting_reaches_the_dispatcher(tmp_path: Path) -> None:
@@ -270,44 +270,53 @@ def _entry() -> Any:
 
 def test_batches_respect_the_entity_cap_the_byte_bound_and_row_ends() -> None:
     from nakhon.subscriptions import notify
-    from nakhon.subscriptions.batch import Batcher, profile
+    from nakhon.subscriptions.batch import Batcher
 
     entry = _entry()
-    opts, prof = notify.options(entry.sub), profile(entry.sub)
     batcher = Batcher(max_entities=4, max_bytes=10_000)
+    opts, number = notify.options(entry.sub), batcher.profile_number(entry.sub)
     items = batcher.items(_rows(3, 3), 1)
-    assert [(i.seq, i.last) for i in items] == [(1, False), (1, False), (1, True), (2, False),
-                                               (2, False), (2, True), (3, False), (3, False),
-                                               (3, True)]
+    assert [(i.seq, i.index) for i in items] == [(s, i) for s in (1, 2, 3) for i in range(3)]
     cuts = []
     pos = 0
     while pos < len(items):
-        batch, pos = batcher.take(1, items, pos, entry, opts, prof)
+        batch, pos = batcher.take(1, items, pos, entry, opts, number)
         cuts.append((len(batch.parts), batch.done_seq))
     # 4 + 4 + 1; the first batch ends inside row 2, so its cursor stays on row 1.
     assert cuts == [(4, 1), (4, 2), (1, 3)]
     small = Batcher(max_entities=100, max_bytes=600)
-    batch, end = small.take(1, items, 0, entry, opts, prof)
+    batch, end = small.take(1, items, 0, entry, opts, number)
     size = sum(len(p) + 1 for p in batch.parts)
     assert 1 < end < len(items) and size >= 600 and size - len(batch.parts[-1]) - 1 < 600
-    # Changes that do not fire the subscription are not its items.
-    assert Batcher().items(_rows(2, 2, pks=[2, 3]), 1) == []
+    # Only the changes that fire the subscription are its items.
+    mixed = _rows(2, 2, pks=[2, 3])
+    assert Batcher().items(mixed, 1) == []
+    assert [(i.seq, i.index) for i in Batcher().items(mixed, 3)] == [
+        (1, 0), (1, 1), (2, 0), (2, 1)]
 
 
-def test_the_caches_stay_bounded() -> None:
+def test_workers_share_decoded_rows_and_renderings_within_a_memory_bound() -> None:
     from nakhon.subscriptions import notify
-    from nakhon.subscriptions.batch import Batcher, RenderCache, RowCache, profile
+    from nakhon.subscriptions.batch import Batcher, RowCache
 
-    batcher = Batcher()
-    batcher.rows = RowCache(max_changes=10)
-    batcher.renders = RenderCache(max_bytes=1000)
     entry = _entry()
-    items = batcher.items(_rows(20, 4), 1)
-    assert batcher.rows._size <= 10 and batcher.rows.misses == 20
-    batcher.items(_rows(20, 4)[-2:], 1)  # the newest rows are still there
-    assert batcher.rows.hits == 2
+    batcher = Batcher()
+    number = batcher.profile_number(entry.sub)
+    rows = _rows(2, 4, pks=[1, 2])
+    mine, theirs = batcher.items(rows, 1), batcher.items(rows, 2)
+    assert batcher.rows.misses == 2 and batcher.rows.hits == 2  # decoded once for both
+    assert all(a is b for a, b in zip(mine, theirs, strict=True))
+    batcher.take(1, mine, 0, entry, notify.options(entry.sub), number)
+    batcher.take(2, theirs, 0, entry, notify.options(entry.sub), number)
+    assert batcher.render_misses == 8 and batcher.render_hits == 8  # rendered once for both
+
+    small = Batcher()
+    small.rows = RowCache(max_bytes=20_000)
+    many = _rows(40, 4)
+    items = small.items(many, 1)
     pos = 0
     while pos < len(items):
-        _, pos = batcher.take(1, items, pos, entry, notify.options(entry.sub),
-                              profile(entry.sub))
-    assert 0 < batcher.renders._size <= 1000 and batcher.renders.misses == 80
+        _, pos = small.take(1, items, pos, entry, notify.options(entry.sub), number)
+    assert 0 < small.rows.size <= 20_000 and len(small.rows._rows) < 40
+    small.items(many[-1:], 1)  # the newest row is still there
+    assert small.rows.hits == 1
