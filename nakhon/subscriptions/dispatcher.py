@@ -87,14 +87,15 @@ class Dispatcher:
         # (which can be many times the write rate) cannot starve the writer of the GIL; the
         # outbox absorbs the burst and drains when the load drops.
         self.busy: Callable[[], bool] = lambda: False
-        self.busy_window = 0.05  # while busy: at most busy_burst sends per window, in all
-        self.busy_burst = 10  # (200/s)
+        self.busy_window = 0.05  # while busy: at most busy_burst units per window, in all
+        self.busy_burst = 10.0  # (200/s): a notification costs 1 unit ...
+        self.busy_entity_cost = 0.04  # ... plus this per entity (100 entities: 5 units)
         # ... but only for a while: a change waiting longer than this is sent at full speed,
         # so under sustained write load notifications lag by a bounded delay instead of
         # falling ever further behind (writes then share the CPU with delivery).
         self.busy_max_delay = 2.0
         self._window = 0
-        self._window_sent = 0
+        self._window_sent = 0.0
         self._prep: dict[int, tuple[Active, list[tuple[str, str]], RenderOptions, int]] = {}
         # Waiting changes go out together, up to this many per notification (and ~1 MB).
         self.batcher = Batcher(max_entities)
@@ -253,7 +254,7 @@ class Dispatcher:
             if entry is None:
                 return items[pos].seq - 1
             if self.busy() and not self._overdue(items[pos].created_at):
-                await self._pace()
+                await self._pace(min(len(items) - pos, self.batcher.max_entities))
             _, opts, prof = self._prepared(entry)
             batch, pos = self.batcher.take(pk, items, pos, entry, opts, prof)
             if not await self._deliver_batch(pk, worker, batch):
@@ -277,23 +278,28 @@ class Dispatcher:
             created = created.replace(tzinfo=UTC)
         return (datetime.now(UTC) - created).total_seconds() > self.busy_max_delay
 
-    async def _pace(self) -> None:
-        """Writes first: while the writer is busy, all workers together send at most
-        ``busy_burst`` notifications per ``busy_window`` seconds (the outbox absorbs the rest
-        until the load drops). The pace counts notifications, not entities: a notification's
-        cost is mostly its round trip (and the receiver's wake-up), and its entities are
-        pre-rendered and capped, so what piles up meanwhile goes out in fuller batches.
-        The sends of a window go together, one per worker: each send wakes the receiver (on a
-        shared machine it then takes the CPU), and one wake-up per burst costs far less than
-        one per notification."""
+    async def _pace(self, entities: int) -> None:
+        """Writes first: while the writer is busy, all workers together spend at most
+        ``busy_burst`` units per ``busy_window`` seconds (the outbox absorbs the rest until the
+        load drops). The units follow what a notification costs the process: about one round
+        trip (and the receiver's wake-up) whatever it holds, plus a little per entity (decoded
+        and rendered once for all subscriptions, then joined) — 1 unit plus
+        ``busy_entity_cost`` per entity. Counting notifications alone would let a batch of 100
+        take several times the CPU the budget means; counting entities would pace a batch
+        like 100 notifications and throw away what batching saves. So delivery keeps about
+        the CPU share it had with one entity per notification, and sends ~20 times more
+        changes with it. The sends of a window go together, one per worker: each send wakes
+        the receiver (on a shared machine it then takes the CPU), and one wake-up per burst
+        costs far less than one per notification."""
+        cost = 1.0 + entities * self.busy_entity_cost
         loop = asyncio.get_running_loop()
         while True:
             now = loop.time()
             window = int(now / self.busy_window)
             if window != self._window:
-                self._window, self._window_sent = window, 0
-            if self._window_sent < self.busy_burst:
-                self._window_sent += 1
+                self._window, self._window_sent = window, 0.0
+            if self._window_sent == 0.0 or self._window_sent + cost <= self.busy_burst:
+                self._window_sent += cost
                 return
             await asyncio.sleep((window + 1) * self.busy_window - now)
 
