@@ -89,7 +89,7 @@ class Dispatcher:
         self.busy: Callable[[], bool] = lambda: False
         self.busy_window = 0.05  # while busy: at most busy_burst units per window, in all
         self.busy_burst = 10.0  # (200/s): a notification costs 1 unit ...
-        self.busy_entity_cost = 0.04  # ... plus this per entity (100 entities: 5 units)
+        self.busy_entity_cost = 0.04  # ... plus this per further entity (100: ~5 units)
         # ... but only for a while: a change waiting longer than this is sent at full speed,
         # so under sustained write load notifications lag by a bounded delay instead of
         # falling ever further behind (writes then share the CPU with delivery).
@@ -284,14 +284,15 @@ class Dispatcher:
         load drops). The units follow what a notification costs the process: about one round
         trip (and the receiver's wake-up) whatever it holds, plus a little per entity (decoded
         and rendered once for all subscriptions, then joined) — 1 unit plus
-        ``busy_entity_cost`` per entity. Counting notifications alone would let a batch of 100
-        take several times the CPU the budget means; counting entities would pace a batch
-        like 100 notifications and throw away what batching saves. So delivery keeps about
+        ``busy_entity_cost`` per entity after the first. Counting notifications alone would
+        let a batch of 100 take several times the CPU the budget means; counting entities
+        would pace a batch like 100 notifications and throw away what batching saves. So
+        delivery keeps about
         the CPU share it had with one entity per notification, and sends ~20 times more
         changes with it. The sends of a window go together, one per worker: each send wakes
         the receiver (on a shared machine it then takes the CPU), and one wake-up per burst
         costs far less than one per notification."""
-        cost = 1.0 + entities * self.busy_entity_cost
+        cost = 1.0 + (entities - 1) * self.busy_entity_cost
         loop = asyncio.get_running_loop()
         while True:
             now = loop.time()

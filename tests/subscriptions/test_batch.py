@@ -320,3 +320,26 @@ def test_workers_share_decoded_rows_and_renderings_within_a_memory_bound() -> No
     assert 0 < small.rows.size <= 20_000 and len(small.rows._rows) < 40
     small.items(many[-1:], 1)  # the newest row is still there
     assert small.rows.hits == 1
+
+
+async def test_writes_first_paces_by_what_a_notification_costs() -> None:
+    """While writes queue, a window's budget (10 units) takes 10 one-entity notifications or
+    2 of 100 entities (1 unit + 0.04 per further entity): not 10 of 100 (that would be 5 times
+    the CPU the budget means), nor 1 entity per unit (batching would gain nothing)."""
+    from nakhon.subscriptions.dispatcher import Dispatcher
+    from nakhon.subscriptions.matcher import Registry
+
+    async def fits(dispatcher: Dispatcher, entities: int) -> bool:
+        try:
+            await asyncio.wait_for(dispatcher._pace(entities), 0.2)
+        except TimeoutError:
+            return False
+        return True
+
+    for entities, per_window in ((1, 10), (100, 2), (30, 4)):
+        dispatcher = Dispatcher(None, Registry(), None)  # type: ignore[arg-type]
+        dispatcher.busy_window = 1000.0  # one window for the whole test
+        sent = 0
+        while await fits(dispatcher, entities):
+            sent += 1
+        assert sent == per_window, (entities, sent)
