@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,20 +102,6 @@ def geo_unchanged(
     return True
 
 
-def history_rows(
-    tenant: str, entity_id: str, outcome: Outcome, now: str | None = None
-) -> Iterator[tuple[str, str, str, str | None, str | None, str, Instance]]:
-    """Rows of attribute history for what one mutation wrote, deletion markers included
-    (``now``: the transaction time, the markers' ``deletedAt`` and the modification time of an
-    instance that carries none)."""
-    at = now or utc_now()
-    for iri, inst in outcome.changed:
-        yield _history_row(tenant, entity_id, iri, inst, at)
-    if outcome.removed or outcome.deleted:
-        for iri, inst in deletion_markers(outcome, at):
-            yield _history_row(tenant, entity_id, iri, inst, at)
-
-
 def deletion_markers(outcome: Outcome, now: str) -> list[tuple[str, Instance]]:
     """The (attribute IRI, marker) pairs recording what ``outcome`` deleted (history_base).
 
@@ -143,11 +129,3 @@ def deletion_markers(outcome: Outcome, now: str) -> list[tuple[str, Instance]]:
         mark["deletedAt"] = now
         out.append((ENTITY_MARKER, mark))
     return out
-
-
-def _history_row(
-    tenant: str, entity_id: str, iri: str, inst: Instance, now: str
-) -> tuple[str, str, str, str | None, str | None, str, Instance]:
-    # A marker has no modifiedAt: it is written at its deletedAt.
-    modified = str(inst.get("modifiedAt") or inst.get("deletedAt") or now)
-    return (tenant, entity_id, iri, inst.get("datasetId"), inst.get("observedAt"), modified, inst)

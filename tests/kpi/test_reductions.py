@@ -1,7 +1,7 @@
 """The SQL reductions the KPI sources use (value histogram, state durations, value drops) give
 exactly what the per-instance computation in Python gave, on both engines, on awkward data:
-mixed value types, a state longer than the index keeps, negative and boundary speeds, reports sharing a timestamp, reports after
-``now``, readings on both sides of a Bangkok midnight."""
+mixed value types, a state longer than the index keeps, negative and boundary speeds, reports
+sharing a timestamp, reports after ``now``, readings on both sides of a Bangkok midnight."""
 
 from __future__ import annotations
 

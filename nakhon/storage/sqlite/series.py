@@ -14,13 +14,14 @@ learnt inside a transaction join the cache only when it commits.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from nakhon.broker.model import Instance
+from nakhon.storage.base import Outcome
+from nakhon.storage.rows import deletion_markers
 
 Key = tuple[str, str, str]
 """(tenant, entity id, attribute IRI)."""
@@ -96,27 +97,24 @@ class SeriesCache:
         self._sids: dict[Key, int] = {}
         self._pending: dict[Key, int] = {}
 
-    def sids(self, conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key, int]:
-        """The sid of every key, creating missing series in the open transaction."""
-        known, pending = self._sids, self._pending
-        missing = [k for k in dict.fromkeys(keys) if k not in known and k not in pending]
-        if missing:
-            conn.executemany(
-                "INSERT OR IGNORE INTO history_series (tenant, entity_id, attr) VALUES (?, ?, ?)",
-                missing,
-            )
-            for key in missing:
+    def sid(self, conn: sqlite3.Connection, key: Key) -> int:
+        """The sid of ``key``, creating the series in the open transaction if it is new."""
+        found = self._sids.get(key)
+        if found is None:
+            found = self._pending.get(key)
+            if found is None:
+                conn.execute(
+                    "INSERT OR IGNORE INTO history_series (tenant, entity_id, attr)"
+                    " VALUES (?, ?, ?)",
+                    key,
+                )
                 row = conn.execute(
                     "SELECT sid FROM history_series WHERE tenant = ? AND entity_id = ?"
                     " AND attr = ?",
                     key,
                 ).fetchone()
-                pending[key] = int(row[0])
-        if not pending:
-            return known
-        merged = dict(known)
-        merged.update(pending)
-        return merged
+                found = self._pending[key] = int(row[0])
+        return found
 
     def committed(self) -> None:
         """The transaction committed: what it learnt is now durable."""
@@ -130,29 +128,46 @@ class SeriesCache:
 
 
 def history_records(
-    rows: list[tuple[str, str, str, str | None, str | None, str, Instance]],
-    sids: dict[Key, int],
-) -> list[tuple[Any, ...]]:
-    """attr_history rows from (tenant, entity id, attribute, datasetId, observedAt, modified
-    at, instance) tuples."""
-    out: list[tuple[Any, ...]] = []
+    series: SeriesCache,
+    conn: sqlite3.Connection,
+    tenant: str,
+    entity_id: str,
+    outcome: Outcome,
+    now: str,
+    out: list[tuple[Any, ...]],
+) -> None:
+    """Append to ``out`` the attr_history rows of what one mutation wrote, deletion markers
+    included (``now``: the transaction time — the markers' deletedAt, and the modification
+    time of an instance without one). One pass, no intermediate rows: at backfill rates every
+    tuple and lookup per instance shows in the profile."""
+    written = outcome.changed
+    if outcome.removed or outcome.deleted:
+        written = [*written, *deletion_markers(outcome, now)]
     dumps = orjson.dumps
-    for tenant, entity_id, attr, dataset_id, observed_at, modified, inst in rows:
-        ts = instant_ms(observed_at)
+    ms = instant_ms
+    last_iri: str | None = None
+    sid = 0
+    for iri, inst in written:
+        if iri != last_iri:  # a bulk append writes one attribute's instances in a row
+            sid = series.sid(conn, (tenant, entity_id, iri))
+            last_iri = iri
+        observed = inst.get("observedAt")
+        modified = inst.get("modifiedAt") or inst.get("deletedAt") or now
+        ts = ms(observed)
         if ts is None:
-            ts = instant_ms(modified)
+            ts = ms(modified)
+        value: Any = inst.get("value")
+        kind = type(value)
         out.append(
             (
-                sids[(tenant, entity_id, attr)],
-                dataset_id,
-                observed_at,
+                sid,
+                inst.get("datasetId"),
+                observed,
                 modified,
                 dumps(inst).decode(),
                 ts,
-                numeric(inst),
+                float(value) if kind is int or kind is float else None,  # type(): not bool
                 1 if "deletedAt" in inst else 0,
-                short_text(inst),
+                value if kind is str and len(value) <= TXT_MAX else None,
             )
         )
-    return out
-

@@ -33,7 +33,6 @@ from nakhon.storage.rows import (
     entity_from_row,
     geo_unchanged,
     geo_values,
-    history_rows,
     query_values,
     utc_now,
 )
@@ -182,7 +181,7 @@ class SqliteWriter:
         conn.execute("BEGIN IMMEDIATE")
         state = self._load(conn, {(op.tenant, op.entity_id) for job in jobs for op in job.ops})
         answers: list[list[Outcome | Exception]] = []
-        history: list[tuple[str, str, str, str | None, str | None, str, Any]] = []
+        history: list[tuple[Any, ...]] = []
         changes: list[Change] = []
         # Ordered (first write first), so primary keys follow the order of the operations.
         dirty: dict[tuple[str, str], None] = {}
@@ -206,14 +205,16 @@ class SqliteWriter:
                     outcome.previous = cur.entity  # hooks rely on it (showChanges, triggers)
                 cur.entity = None if outcome.deleted else outcome.entity
                 dirty[key] = None
-                history.extend(history_rows(op.tenant, op.entity_id, outcome, now))
+                if outcome.changed or outcome.removed or outcome.deleted:
+                    history_records(
+                        self._series, conn, op.tenant, op.entity_id, outcome, now, history
+                    )
                 changes.append((op.tenant, op.entity_id, outcome))
             answers.append(results)
         if dirty:
             self._store_all(conn, [(key[0], state[key]) for key in dirty])
         if history:
-            sids = self._series.sids(conn, (row[:3] for row in history))
-            conn.executemany(INSERT_HISTORY, history_records(history, sids))
+            conn.executemany(INSERT_HISTORY, history)
         if changes:
             for hook in self._hooks:
                 for block in hook.rows(changes, now):
