@@ -169,15 +169,17 @@ class Batcher:
         return out
 
     def take(self, pk: int, items: list[Item], start: int, entry: Any, opts: RenderOptions,
-             number: int) -> tuple[Batch, int]:
+             number: int, limit: int = 0) -> tuple[Batch, int]:
         """The next batch from ``items[start:]`` for the registry entry ``entry`` (render
-        options ``opts``, profile ``number``), rendered; and where the one after it starts.
-        Its ``parts`` may be empty (nothing renderable)."""
+        options ``opts``, profile ``number``; at most ``limit`` entities when the receiver
+        wants fewer than ``max_entities``), rendered; and where the one after it starts. Its
+        ``parts`` may be empty (nothing renderable)."""
+        cap = min(self.max_entities, limit) if limit > 0 else self.max_entities
         first = items[start]
         batch = Batch([], notify.notification_id(pk, first.seq, first.created_at, first.index))
         size = 0
         end = start
-        while end < len(items) and end - start < self.max_entities and size < self.max_bytes:
+        while end < len(items) and end - start < cap and size < self.max_bytes:
             item = items[end]
             end += 1
             part = self._encoded(entry.sub, item, opts, number)

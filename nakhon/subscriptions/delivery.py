@@ -28,11 +28,13 @@ log = get_logger("nakhon.subscriptions.delivery")
 
 
 class DeliveryError(Exception):
-    """A failed attempt. ``retry`` tells a transient failure from a refusal."""
+    """A failed attempt. ``retry`` tells a transient failure from a refusal; ``status`` is the
+    receiver's HTTP status, when it answered."""
 
-    def __init__(self, detail: str, *, retry: bool = True) -> None:
+    def __init__(self, detail: str, *, retry: bool = True, status: int | None = None) -> None:
         super().__init__(detail)
         self.retry = retry
+        self.status = status
 
 
 @dataclass(slots=True)
@@ -131,7 +133,7 @@ def classify(status: int) -> None:
     if 200 <= status < 300:
         return
     retry = status >= 500 or status in (408, 429)
-    raise DeliveryError(f"the receiver answered {status}", retry=retry)
+    raise DeliveryError(f"the receiver answered {status}", retry=retry, status=status)
 
 
 class MqttHub:

@@ -41,6 +41,7 @@ from nakhon.subscriptions.delivery import (
     mqtt_message,
 )
 from nakhon.subscriptions.matcher import Active, Registry
+from nakhon.subscriptions.pacing import Pacer
 from nakhon.subscriptions.periodic import periodic_entities
 from nakhon.subscriptions.store import OutboxRow, SharedFetch, Stats, SubStore, matching
 
@@ -56,6 +57,7 @@ class _Worker:
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # the subscription changed
     task: asyncio.Task[None] | None = None
     http: HttpConnection | None = None
+    limit: int = 0  # most entities per notification the receiver took (0: no limit seen)
 
 
 class Dispatcher:
@@ -83,19 +85,7 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: asyncio.Task[None] | None = None
         self.refresh: Callable[[], Awaitable[None]] | None = None
-        # Writes come first: while the writer is busy each send waits a little, so delivery
-        # (which can be many times the write rate) cannot starve the writer of the GIL; the
-        # outbox absorbs the burst and drains when the load drops.
-        self.busy: Callable[[], bool] = lambda: False
-        self.busy_window = 0.05  # while busy: at most busy_burst units per window, in all
-        self.busy_burst = 10.0  # (200/s): a notification costs 1 unit ...
-        self.busy_entity_cost = 0.04  # ... plus this per further entity (100: ~5 units)
-        # ... but only for a while: a change waiting longer than this is sent at full speed,
-        # so under sustained write load notifications lag by a bounded delay instead of
-        # falling ever further behind (writes then share the CPU with delivery).
-        self.busy_max_delay = 2.0
-        self._window = 0
-        self._window_sent = 0.0
+        self.pacer = Pacer()  # writes first, for a bounded time (nakhon.subscriptions.pacing)
         self._prep: dict[int, tuple[Active, list[tuple[str, str]], RenderOptions, int]] = {}
         # Waiting changes go out together, up to this many per notification (and ~1 MB).
         self.batcher = Batcher(max_entities)
@@ -193,6 +183,7 @@ class Dispatcher:
         if worker is not None:
             worker.event.set()  # re-read the subscription (deleted / resumed / new endpoint)
             worker.changed.set()
+            worker.limit = 0
             if worker.http is not None:
                 worker.http.close()
                 worker.http = None
@@ -253,11 +244,16 @@ class Dispatcher:
             entry = self.registry.by_pk.get(pk)
             if entry is None:
                 return items[pos].seq - 1
-            if self.busy() and not self._overdue(items[pos].created_at):
-                await self._pace(min(len(items) - pos, self.batcher.max_entities))
+            cap = min(self.batcher.max_entities, worker.limit or len(items))
+            await self.pacer.pace(items[pos].created_at, min(len(items) - pos, cap))
             _, opts, prof = self._prepared(entry)
-            batch, pos = self.batcher.take(pk, items, pos, entry, opts, prof)
-            if not await self._deliver_batch(pk, worker, batch):
+            start = pos
+            batch, pos = self.batcher.take(pk, items, pos, entry, opts, prof, worker.limit)
+            sent = await self._deliver_batch(pk, worker, batch)
+            if sent is None:  # too large for the receiver: again, in smaller batches
+                pos = start
+                continue
+            if not sent:
                 return batch.first.seq - 1  # resent from this row's start (at-least-once)
             since_ack += len(batch.items)
             if since_ack >= ACK_EVERY and pos < len(items):
@@ -267,46 +263,10 @@ class Dispatcher:
                 since_ack = 0
         return max(last_seq, cursor)
 
-    def _overdue(self, created_at: str) -> bool:
-        """Has a change made at ``created_at`` waited past ``busy_max_delay``? (Then writes
-        first stops for it.)"""
-        try:
-            created = datetime.fromisoformat(created_at)
-        except ValueError:
-            return True
-        if created.tzinfo is None:
-            created = created.replace(tzinfo=UTC)
-        return (datetime.now(UTC) - created).total_seconds() > self.busy_max_delay
-
-    async def _pace(self, entities: int) -> None:
-        """Writes first: while the writer is busy, all workers together spend at most
-        ``busy_burst`` units per ``busy_window`` seconds (the outbox absorbs the rest until the
-        load drops). The units follow what a notification costs the process: about one round
-        trip (and the receiver's wake-up) whatever it holds, plus a little per entity (decoded
-        and rendered once for all subscriptions, then joined) — 1 unit plus
-        ``busy_entity_cost`` per entity after the first. Counting notifications alone would
-        let a batch of 100 take several times the CPU the budget means; counting entities
-        would pace a batch like 100 notifications and throw away what batching saves. So
-        delivery keeps about
-        the CPU share it had with one entity per notification, and sends ~20 times more
-        changes with it. The sends of a window go together, one per worker: each send wakes
-        the receiver (on a shared machine it then takes the CPU), and one wake-up per burst
-        costs far less than one per notification."""
-        cost = 1.0 + (entities - 1) * self.busy_entity_cost
-        loop = asyncio.get_running_loop()
-        while True:
-            now = loop.time()
-            window = int(now / self.busy_window)
-            if window != self._window:
-                self._window, self._window_sent = window, 0.0
-            if self._window_sent == 0.0 or self._window_sent + cost <= self.busy_burst:
-                self._window_sent += cost
-                return
-            await asyncio.sleep((window + 1) * self.busy_window - now)
-
-    async def _deliver_batch(self, pk: int, worker: _Worker, batch: Batch) -> bool:
+    async def _deliver_batch(self, pk: int, worker: _Worker, batch: Batch) -> bool | None:
         """Send one batch until it succeeds or is refused; a retry resends it whole, with the
-        same id. False: stop (deleted, stopping)."""
+        same id. False: stop (deleted, stopping). None: the receiver answered 413 (Content
+        Too Large) to several entities — the worker halves its batches and tries again."""
         attempt = 0
         while not self._stopping.is_set():
             entry = self.registry.by_pk.get(pk)
@@ -323,6 +283,9 @@ class Dispatcher:
                 log.warning("notification failed", subscription=entry.sub.id,
                             endpoint=entry.sub.endpoint.uri, reason=str(exc), retry=exc.retry,
                             entities=len(batch.parts))
+                if exc.status == 413 and len(batch.items) > 1:
+                    worker.limit = max(1, len(batch.items) // 2)
+                    return None
                 if not exc.retry:
                     return True
                 await self.store.ack(pk, self.cursors.get(pk, 0), self._stats(pk))

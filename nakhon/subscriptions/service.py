@@ -61,10 +61,10 @@ class SubscriptionService:
         self.store = store_for(self.storage)
         self.dispatcher = Dispatcher(self.store, self.registry, self.storage,
                                      max_entities=self.max_entities)
-        self.dispatcher.busy_max_delay = self.max_delay
+        self.dispatcher.pacer.max_delay = self.max_delay
         await self._load()
         self.hook = OutboxHook(self.registry, self.dispatcher.wake)
-        self.dispatcher.busy = self.hook.busy
+        self.dispatcher.pacer.busy = self.hook.busy
         self.storage.write_hooks.append(self.hook)
         if multi_process is None:
             multi_process = isinstance(self.store, PgSubStore)

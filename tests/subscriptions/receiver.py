@@ -59,6 +59,7 @@ class _Proto:
 class Receiver:
     port: int = field(default_factory=free_port)
     status: int = 204
+    limit: int | None = None  # answer 413 to a notification of more entities than this
     received: list[Received] = field(default_factory=list)
     refused: list[Received] = field(default_factory=list)  # answered with a non-2xx status
     _server: asyncio.AbstractServer | None = None
@@ -99,9 +100,12 @@ class Receiver:
                     return
                 body = orjson.loads(proto.body) if proto.body else None
                 note = Received(proto.url.decode(), proto.headers, body)
-                (self.received if 200 <= self.status < 300 else self.refused).append(note)
+                status = self.status
+                if self.limit is not None and len(data_of(body)) > self.limit:
+                    status = 413
+                (self.received if 200 <= status < 300 else self.refused).append(note)
                 self._event.set()
-                writer.write(f"HTTP/1.1 {self.status} X\r\ncontent-length: 0\r\n\r\n".encode())
+                writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n".encode())
                 await writer.drain()
         except (ConnectionError, httptools.HttpParserError):
             return

@@ -148,6 +148,21 @@ async def test_a_failed_batch_is_resent_whole(
     assert receiver.received[-1].body["id"] != first["id"]
 
 
+async def test_a_receiver_refusing_large_bodies_gets_smaller_batches(
+    api: Api, headers: dict[str, str], receiver: Receiver
+) -> None:
+    """413 (Content Too Large) to a notification of several entities is no refusal of the
+    changes: the worker halves its batches until the receiver takes them; nothing is lost."""
+    receiver.limit = 30
+    await _create(api, headers, subscription(receiver.url))
+    await _upsert(api, headers, [sensor(f"urn:big:{n}", n) for n in range(100)])  # one row
+    got = await receiver.wait_for_entities(100, seconds=15)
+    await receiver.quiet()
+    assert _temps(got) == [(f"urn:big:{n}", n) for n in range(100)]
+    assert [len(n.body["data"]) for n in receiver.refused] == [100, 50]
+    assert all(len(n.body["data"]) <= 25 for n in receiver.received)
+
+
 async def test_shared_rendering_gives_each_subscription_its_own_body(
     api: Api, headers: dict[str, str], receiver: Receiver
 ) -> None:
@@ -326,20 +341,27 @@ async def test_writes_first_paces_by_what_a_notification_costs() -> None:
     """While writes queue, a window's budget (10 units) takes 10 one-entity notifications or
     2 of 100 entities (1 unit + 0.04 per further entity): not 10 of 100 (that would be 5 times
     the CPU the budget means), nor 1 entity per unit (batching would gain nothing)."""
-    from nakhon.subscriptions.dispatcher import Dispatcher
-    from nakhon.subscriptions.matcher import Registry
+    from nakhon.subscriptions.pacing import Pacer
 
-    async def fits(dispatcher: Dispatcher, entities: int) -> bool:
+    async def fits(pacer: Pacer, entities: int) -> bool:
         try:
-            await asyncio.wait_for(dispatcher._pace(entities), 0.2)
+            await asyncio.wait_for(pacer.pace("2999-01-01T00:00:00Z", entities), 0.2)
         except TimeoutError:
             return False
         return True
 
     for entities, per_window in ((1, 10), (100, 2), (30, 4)):
-        dispatcher = Dispatcher(None, Registry(), None)  # type: ignore[arg-type]
-        dispatcher.busy_window = 1000.0  # one window for the whole test
+        pacer = Pacer()
+        pacer.busy = lambda: True
+        pacer.window = 1000.0  # one window for the whole test
         sent = 0
-        while await fits(dispatcher, entities):
+        while await fits(pacer, entities):
             sent += 1
         assert sent == per_window, (entities, sent)
+    # Not busy, or overdue: no wait at all.
+    pacer.busy = lambda: False
+    assert await fits(pacer, 100)
+    pacer.busy = lambda: True
+    assert await fits(pacer, 100) is False
+    assert await fits(pacer, 100) is False
+    assert await asyncio.wait_for(pacer.pace("2000-01-01T00:00:00Z", 100), 0.2) is None

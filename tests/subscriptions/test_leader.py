@@ -31,7 +31,9 @@ async def test_one_process_delivers_and_another_takes_over(
         for n in range(5):
             r = await (a if n % 2 else b).post(ENTITIES, json=sensor(f"urn:s:{n}", n), headers=h)
             assert r.status_code == 201
-        await receiver.wait_for_entities(5)
+        # The non-leader's writes wake no local worker: the leader finds them by polling
+        # (every 10 s) unless one of its own writes wakes it first.
+        await receiver.wait_for_entities(5, seconds=15)
         await receiver.quiet(1.0)
         assert sorted(e["id"] for e in receiver.entities()) == [f"urn:s:{n}" for n in range(5)]
         leaders = [

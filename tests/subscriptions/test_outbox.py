@@ -195,15 +195,16 @@ async def test_writes_first_never_delays_a_change_past_the_bound(
     api: Api, headers: dict[str, str], receiver: Receiver
 ) -> None:
     """While writes queue, delivery yields to them — but a change that has waited longer than
-    ``busy_max_delay`` goes out at full speed, so sustained load means a bounded lag, not an
+    ``max_delay`` goes out at full speed, so sustained load means a bounded lag, not an
     ever-growing one."""
     dispatcher = api.client.app.state.subscriptions.dispatcher  # type: ignore[attr-defined]
-    saved = (dispatcher.busy, dispatcher.busy_window, dispatcher.busy_burst,
-             dispatcher.busy_max_delay, dispatcher.batcher.max_entities)
+    pacer = dispatcher.pacer
+    saved = (pacer.busy, pacer.window, pacer.burst, pacer.max_delay,
+             dispatcher.batcher.max_entities)
     # The writer counts as busy all the time; paced, these 6 changes would take ≥ 5 s (one
     # entity per notification: batches would hide the pace).
-    dispatcher.busy, dispatcher.busy_window, dispatcher.busy_burst = (lambda: True), 1.0, 1
-    dispatcher.busy_max_delay, dispatcher.batcher.max_entities = 0.2, 1
+    pacer.busy, pacer.window, pacer.burst, pacer.max_delay = (lambda: True), 1.0, 1, 0.2
+    dispatcher.batcher.max_entities = 1
     try:
         await _create(api, headers, subscription(receiver.url))
         loop = asyncio.get_running_loop()
@@ -215,5 +216,5 @@ async def test_writes_first_never_delays_a_change_past_the_bound(
         assert loop.time() - started < 4.5
         assert [e["id"] for e in got] == [f"urn:lag:{i}" for i in range(6)]
     finally:
-        (dispatcher.busy, dispatcher.busy_window, dispatcher.busy_burst,
-         dispatcher.busy_max_delay, dispatcher.batcher.max_entities) = saved
+        (pacer.busy, pacer.window, pacer.burst, pacer.max_delay,
+         dispatcher.batcher.max_entities) = saved
