@@ -139,19 +139,25 @@ async def written_after(pool: asyncpg.Pool, query: WrittenQuery) -> set[int]:
     """A range scan of the hid index: only rows written after the mark are read (few, between
     two periodic runs), where a scan of the window per pair would fetch every row of the late
     days from the heap (hid is not in the covering index). The pairs are matched as entity ×
-    attribute sets: a superset, which can only rebuild a day more, never miss one."""
+    attribute sets: a superset, which can only rebuild a day more, never miss one.
+
+    ``OFFSET 0`` keeps the rows since the mark a subquery of their own, read by the hid range
+    and only then matched to the series: left to itself, the planner may start from the series
+    (say its statistics still count a handful) and intersect each one's window with the whole
+    hid range — 10 s instead of 0.1 s for 1,000 series after a day of 288,000 new rows."""
     if not query.pairs:
         return set()
     p = Params()
     step = p.add(timedelta(seconds=query.buckets.seconds))
     origin = p.add(query.buckets.origin)
     sql = (
-        f"SELECT DISTINCT date_bin({step}::interval, {TIME[query.window.prop]},"
-        f" {origin}::timestamptz) FROM attr_history h WHERE h.hid > {p.add(query.mark)}"
-        f" AND h.sid IN (SELECT s.sid FROM history_series s WHERE s.tenant = {p.add(query.tenant)}"
+        f"SELECT DISTINCT date_bin({step}::interval, w.t, {origin}::timestamptz)"
+        f" FROM (SELECT h.sid, {TIME[query.window.prop]} AS t FROM attr_history h"
+        f"  WHERE h.hid > {p.add(query.mark)}{window_sql(query.window, p)} OFFSET 0) w"
+        f" WHERE w.sid IN (SELECT s.sid FROM history_series s"
+        f" WHERE s.tenant = {p.add(query.tenant)}"
         f" AND s.entity_id = ANY({p.add(sorted({e for e, _ in query.pairs}))}::text[])"
         f" AND s.attr = ANY({p.add(sorted({a for _, a in query.pairs}))}::text[]))"
-        f"{window_sql(query.window, p)}"
     )
     rows = await pool.fetch(sql, *p.values)
     return {_index(query.buckets, r[0]) for r in rows}
