@@ -126,21 +126,36 @@ def history_rows(
     changed: list[tuple[str, Instance]],
     now: str,
     now_dt: datetime | None,
+    times: dict[str, datetime | None],
 ) -> list[tuple[Any, ...]]:
     """attr_history records (:data:`HISTORY_COLUMNS`) for the (attribute, instance) pairs an
     outcome changed; ``sids`` must hold the series of every pair.
 
     ``now``/``now_dt``: the transaction time as written into the instances and parsed once;
     ``modifiedAt`` is nearly always exactly that string, so it is parsed only when it is not.
+    ``times``: observation times already parsed in this transaction (devices of one batch
+    mostly report on the same clock ticks: 288 parses instead of 14,400 for a backfill call of
+    50 device-days), filled here.
     """
     rows: list[tuple[Any, ...]] = []
+    last_attr: str | None = None
+    sid = 0
     for attr, inst in changed:
+        if attr is not last_attr:  # consecutive instances of one attribute: one look-up
+            sid = sids[(tenant, entity_id, attr)]
+            last_attr = attr
+        text = inst.get("observedAt")
+        observed = times.get(text) if text.__class__ is str else None
+        if observed is None and text is not None:
+            observed = parse_time(text)
+            if observed is not None:  # a str, then
+                times[text] = observed
         modified = inst.get("modifiedAt")
         rows.append(
             (
-                sids[(tenant, entity_id, attr)],
+                sid,
                 inst.get("datasetId"),
-                parse_time(inst.get("observedAt")),
+                observed,
                 now_dt if modified == now else (parse_time(modified) or now_dt),
                 inst,
             )

@@ -20,6 +20,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -447,10 +448,13 @@ class Writer:
         if plan.history:
             sids = await self._series(conn, plan)
             now_dt = parse_time(plan.now)
+            times: dict[str, datetime | None] = {}
             records = [
                 row
                 for tenant, entity_id, written in plan.history
-                for row in history_rows(sids, tenant, entity_id, written, plan.now, now_dt)
+                for row in history_rows(
+                    sids, tenant, entity_id, written, plan.now, now_dt, times
+                )
             ]
             await conn.copy_records_to_table(
                 "attr_history", records=records, columns=HISTORY_COLUMNS
@@ -464,7 +468,7 @@ class Writer:
         sids: dict[SeriesKey, int] = {}
         missing: dict[SeriesKey, None] = {}  # ordered set
         for tenant, entity_id, written in plan.history:
-            for attr, _ in written:
+            for attr in {attr for attr, _ in written}:
                 key = (tenant, entity_id, attr)
                 if key in sids or key in missing:
                     continue
