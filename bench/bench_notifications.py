@@ -2,17 +2,20 @@
 
 Run: ``python bench/bench_notifications.py [--engine sqlite|postgres] [--changes N]``.
 
-* **Notifications/s** — N entity changes are committed while the dispatcher delivers them to a
-  real HTTP receiver running in a *separate process* (it takes the second core); the clock runs
-  from the first write until the receiver has counted every notification. With 1 subscription
-  (one in-order stream) and with 10 (ten streams in parallel, each change notified 10 times).
+* **Changes delivered/s** — N entity changes are committed while the dispatcher delivers them
+  to a real HTTP receiver running in a *separate process* (it takes the second core); the clock
+  runs from the first write until the receiver has counted every change (the entities in the
+  notifications' ``data``: a notification carries up to ``--max-entities`` changes); the
+  notifications/s are shown beside. With 1 subscription (one in-order stream) and with 10 (ten
+  streams in parallel, each change notified 10 times).
 * **Write rate** — single-operation writes (attribute updates) from 64 concurrent callers, the
   group-commit pattern of HTTP ingest, through the storage engine with the subscriptions hook
   installed: with no subscription, then with 10 active subscriptions that all match every write
   while the dispatcher delivers at the same time in the same process. The two alternate for
   ``--rounds`` rounds (the machine's other load then weighs on both alike); each round gives a
-  ratio, and the notifications the receiver got during the loaded window are shown too (the
-  rest wait in the outbox: ten notifications per write is more than the machine can send).
+  ratio, and the changes (and notifications) the receiver got during the loaded window are shown
+  too (the rest wait in the outbox: while writes queue, delivery yields to them for up to
+  ``--max-delay`` seconds).
 
 Prints a Markdown table. The load generator runs in the measured process (no HTTP in front).
 """
