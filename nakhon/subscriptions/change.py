@@ -97,9 +97,10 @@ class ChangeInfo:
             return False
         return sub.geo is None or ql.match_geo(sub.geo, entity)
 
-    def payload(self, now: str) -> dict[str, Any]:
+    def payload(self, now: str, *, previous: bool = True) -> dict[str, Any]:
         """What the outbox keeps for this change: the entity in normal form, the previous
-        instances of what changed (for showChanges) and the deletions."""
+        instances of what changed (for showChanges; only when ``previous``, i.e. a fired
+        subscription asks for them) and the deletions."""
         entity = self.entity
         doc: dict[str, Any] = {
             "id": entity.id,
@@ -112,7 +113,7 @@ class ChangeInfo:
             doc["deletedAt"] = now
             return doc
         doc["attrs"] = entity.attrs
-        if self.previous is not None and self.attr_events:
+        if previous and self.previous is not None and self.attr_events:
             before = self.previous.attrs
             doc["previous"] = {iri: before[iri] for iri in self.attr_events if iri in before}
         deleted = [iri for iri, ev in self.attr_events.items() if ev == "attributeDeleted"]

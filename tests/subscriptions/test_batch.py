@@ -365,3 +365,39 @@ async def test_writes_first_paces_by_what_a_notification_costs() -> None:
     assert await fits(pacer, 100) is False
     assert await fits(pacer, 100) is False
     assert await asyncio.wait_for(pacer.pace("2000-01-01T00:00:00Z", 100), 0.2) is None
+
+
+def test_rows_carry_previous_values_only_for_show_changes() -> None:
+    """The outbox row of an update keeps the previous instances only when a subscription it
+    fires has showChanges (they are about half of an update's payload)."""
+    import orjson
+
+    from nakhon.broker import ops
+    from nakhon.broker.jsonld import CORE_TERM_MAP
+    from nakhon.broker.model import NGSI_LD, Entity
+    from nakhon.broker.ops_attrs import update_attrs
+    from nakhon.subscriptions.matcher import Active, OutboxHook, Registry
+    from nakhon.subscriptions.model import parse_subscription
+
+    vocab = NGSI_LD + "default-context/"
+    temp = vocab + "temperature"
+    entity = Entity("urn:p:1", [vocab + "Sensor"], {temp: [{"type": "Property", "value": 1}]})
+    current = ops.create_entity(entity)(None, NOW).entity
+
+    def previous_in_row(*show: bool) -> list[bool]:
+        registry = Registry()
+        registry.replace([Active(pk, "t", parse_subscription(
+            {"id": f"urn:ngsi-ld:Subscription:{pk}", "type": "Subscription",
+             "entities": [{"type": "Sensor"}],
+             "notification": {"showChanges": flag,
+                              "endpoint": {"uri": "http://127.0.0.1:9/n"}}},
+            CORE_TERM_MAP, None, creating=True), NOW, NOW)
+            for pk, flag in enumerate(show, 1)])
+        hook = OutboxHook(registry, lambda pks: None)
+        outcome = update_attrs({temp: [{"type": "Property", "value": 2}]})(current, NOW)
+        blocks = hook.rows([("t", entity.id, outcome)], NOW)
+        changes = orjson.loads(blocks[0].rows[0][1])["changes"]
+        return ["previous" in doc for _, doc in changes]
+
+    assert previous_in_row(False, False) == [False]
+    assert previous_in_row(False, True) == [True]
