@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
-import shapely.geometry
 
 from nakhon.broker.model import Entity
 from nakhon.core.errors import NgsiError
@@ -32,11 +31,11 @@ from nakhon.storage.rows import (
     dump_doc,
     entity_from_row,
     geo_unchanged,
-    geo_values,
     query_values,
     utc_now,
 )
 from nakhon.storage.sqlite.checkpoint import FALLBACK_PAGES, Checkpointer, database_file
+from nakhon.storage.sqlite.entity_sql import delete_geo, dump_scope, insert_geo, insert_types
 from nakhon.storage.sqlite.series import INSERT_HISTORY, SeriesCache, history_records
 
 _LOAD_CHUNK = 400
@@ -273,7 +272,7 @@ class SqliteWriter:
             entity, pk, original = cur.entity, cur.pk, cur.original
             if entity is None:
                 if pk is not None:
-                    _delete_geo(conn, pk)
+                    delete_geo(conn, pk)
                     conn.execute("DELETE FROM entity_types WHERE entity_pk = ?", (pk,))
                     conn.execute("DELETE FROM entities WHERE pk = ?", (pk,))
                 continue
@@ -292,7 +291,7 @@ class SqliteWriter:
                 full.append((
                     entity.types[0],
                     orjson.dumps(entity.types).decode(),
-                    _dump_scope(entity.scope),
+                    dump_scope(entity.scope),
                     entity.created_at,
                     entity.modified_at,
                     doc,
@@ -315,13 +314,13 @@ class SqliteWriter:
             )
         for pk, tenant, entity in retype:
             conn.execute("DELETE FROM entity_types WHERE entity_pk = ?", (pk,))
-            _insert_types(conn, pk, tenant, entity.id, entity.types)
+            insert_types(conn, pk, tenant, entity.id, entity.types)
         for pk, _ in regeo:
-            _delete_geo(conn, pk)
+            delete_geo(conn, pk)
         if inserts:
             regeo.extend(self._insert_all(conn, inserts))
         if regeo:
-            _insert_geo(conn, regeo)
+            insert_geo(conn, regeo)
 
     def _insert_all(
         self, conn: sqlite3.Connection, inserts: list[tuple[str, Entity]]
@@ -340,7 +339,7 @@ class SqliteWriter:
                 entity.id,
                 entity.types[0],
                 orjson.dumps(entity.types).decode(),
-                _dump_scope(entity.scope),
+                dump_scope(entity.scope),
                 entity.created_at,
                 entity.modified_at,
                 dump_doc(entity).decode(),
@@ -357,62 +356,6 @@ class SqliteWriter:
             type_rows,
         )
         return [(row[0], entity) for row, (_, entity) in zip(rows, inserts, strict=True)]
-
-
-def _dump_scope(scope: list[str] | None) -> str | None:
-    return orjson.dumps(scope).decode() if scope is not None else None
-
-
-def _insert_types(
-    conn: sqlite3.Connection, pk: int, tenant: str, entity_id: str, types: list[str]
-) -> None:
-    conn.executemany(
-        "INSERT OR IGNORE INTO entity_types (tenant, type, id, entity_pk) VALUES (?, ?, ?, ?)",
-        [(tenant, t, entity_id, pk) for t in types],
-    )
-
-
-def _insert_geo(conn: sqlite3.Connection, items: list[tuple[int, Entity]]) -> None:
-    """Index the GeoProperty values of entities (their old rows already deleted).
-
-    ``gid`` is assigned here (max + 1, as SQLite would; single writer in a transaction) so the
-    geo and R-tree rows go in with one ``executemany`` each rather than two statements per
-    value."""
-    geo: list[tuple[int, int, str, str]] = []
-    boxes: list[tuple[int, float, float, float, float]] = []
-    gid: int | None = None
-    for pk, entity in items:
-        for attr, geometry in geo_values(entity):
-            try:
-                minx, miny, maxx, maxy = _bounds(geometry)
-            except Exception:  # validated at the edge; an unindexable value is not indexed
-                continue
-            if gid is None:
-                gid = conn.execute("SELECT max(gid) FROM geo").fetchone()[0] or 0
-            gid += 1
-            geo.append((gid, pk, attr, orjson.dumps(geometry).decode()))
-            boxes.append((gid, minx, maxx, miny, maxy))
-    if geo:
-        conn.executemany("INSERT INTO geo (gid, entity_pk, attr, geojson) VALUES (?, ?, ?, ?)", geo)
-        conn.executemany(
-            "INSERT INTO geo_rtree (gid, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)", boxes
-        )
-
-
-def _bounds(geometry: dict[str, Any]) -> tuple[float, float, float, float]:
-    """Bounding box of a GeoJSON geometry; points (most city sensors) skip Shapely."""
-    if geometry.get("type") == "Point":
-        x, y = geometry["coordinates"][:2]
-        return float(x), float(y), float(x), float(y)
-    minx, miny, maxx, maxy = shapely.geometry.shape(geometry).bounds
-    return float(minx), float(miny), float(maxx), float(maxy)
-
-
-def _delete_geo(conn: sqlite3.Connection, pk: int) -> None:
-    conn.execute(
-        "DELETE FROM geo_rtree WHERE gid IN (SELECT gid FROM geo WHERE entity_pk = ?)", (pk,)
-    )
-    conn.execute("DELETE FROM geo WHERE entity_pk = ?", (pk,))
 
 
 def _answer(
