@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -280,6 +281,7 @@ def main() -> None:
         asyncio.run(measure(url, port, args))
     finally:
         receiver.kill()
+        shutil.rmtree(tmp, ignore_errors=True)  # the SQLite files are gone already; the folder too
 
 
 if __name__ == "__main__":
