@@ -79,7 +79,9 @@ async def instances(pool: asyncpg.Pool, query: InstanceQuery) -> list[StoredInst
         f" CROSS JOIN LATERAL (SELECT h.hid, {t} AS t, h.instance FROM attr_history h"
         f"  WHERE h.sid = s.sid{where}"
         f"  ORDER BY {t} {order}, h.hid {order} LIMIT {limit}) x"
-        f" ORDER BY k.n"
+        # The pair's own order again: a sort by k.n alone is not stable, and with the join
+        # to history_series the planner may well sort (seen: a series returned newest first).
+        f" ORDER BY k.n, x.t {order}, x.hid {order}"
     )
     rows = await pool.fetch(sql, *p.values)
     return [StoredInstance(r["hid"], r["eid"], r["attr"], r["t"], r["instance"]) for r in rows]
