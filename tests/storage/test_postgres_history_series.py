@@ -25,7 +25,6 @@ from nakhon.storage.history_base import (
 )
 from nakhon.storage.postgres import PostgresStorage
 from nakhon.storage.postgres import writer as writer_module
-from nakhon.storage.postgres.codec import history_rows
 from nakhon.storage.postgres.schema import migrate, quote_ident
 from nakhon.storage.postgres.testing import drop_schema, server_available, temporary_database
 
@@ -179,30 +178,3 @@ async def test_series_learnt_in_a_rolled_back_transaction_are_not_cached(
         assert await store.pool.fetchval("SELECT count(*) FROM history_series") == 2
     finally:
         await store.close()
-
-
-def test_history_rows_parse_each_time_once_and_keep_odd_ones() -> None:
-    now = "2024-05-01T10:09:00.000000Z"
-    now_dt = datetime(2024, 5, 1, 10, 9, tzinfo=UTC)
-    sids = {("", "urn:e:1", TEMP): 7, ("", "urn:e:1", HUM): 8}
-    times: dict[str, datetime | None] = {}
-    rows = history_rows(sids, "", "urn:e:1", [
-        (TEMP, {"value": 1, "observedAt": "2024-05-01T10:00:00Z", "modifiedAt": now}),
-        (TEMP, {"value": 2, "observedAt": "2024-05-01T10:00:00Z", "modifiedAt": now,
-                "datasetId": "urn:ds:1"}),
-        (HUM, {"value": 3, "observedAt": "2024-05-01T17:05:00+07:00",
-               "modifiedAt": "2024-05-01T10:08:00Z"}),
-        (HUM, {"value": 4, "observedAt": "not a time", "modifiedAt": "garbage"}),
-        (HUM, {"value": 5, "observedAt": 12, "modifiedAt": now}),
-        (HUM, {"value": 6}),
-    ], now, now_dt, times)
-    ten = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
-    assert [r[:4] for r in rows] == [
-        (7, None, ten, now_dt),
-        (7, "urn:ds:1", ten, now_dt),
-        (8, None, datetime(2024, 5, 1, 10, 5, tzinfo=UTC), datetime(2024, 5, 1, 10, 8, tzinfo=UTC)),
-        (8, None, None, now_dt),
-        (8, None, None, now_dt),
-        (8, None, None, now_dt),
-    ]
-    assert set(times) == {"2024-05-01T10:00:00Z", "2024-05-01T17:05:00+07:00"}

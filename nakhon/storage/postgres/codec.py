@@ -6,6 +6,7 @@ skips the bytes→str round trip of the text format and is the fastest path asyn
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -119,49 +120,80 @@ SeriesKey = tuple[str, str, str]
 """(tenant, entity_id, attribute IRI or ``@entity``): one row of ``history_series``."""
 
 
-def history_rows(
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_NULL = b"\xff\xff\xff\xff"  # a NULL field: length -1
+_ROW_HEAD = struct.Struct("!hii")  # field count, then the sid field: length 4, int4
+_TIMESTAMP = struct.Struct("!iq")  # length 8, int8 microseconds since 2000-01-01 UTC
+_LENGTH = struct.Struct("!i")
+_JSONB_HEAD = struct.Struct("!iB")  # length, then jsonb's binary version byte (1)
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags 0, no extension
+COPY_TRAILER = b"\xff\xff"  # field count -1
+
+
+def time_field(value: Any) -> bytes:
+    """``value`` (an ISO 8601 string) as a binary COPY ``timestamptz`` field; NULL when absent
+    or unreadable (see :func:`parse_time`)."""
+    at = parse_time(value)
+    if at is None:
+        return _NULL
+    delta = at - _PG_EPOCH
+    return _TIMESTAMP.pack(8, (delta.days * 86_400 + delta.seconds) * 1_000_000
+                           + delta.microseconds)
+
+
+def history_copy(
+    out: list[bytes],
     sids: Mapping[SeriesKey, int],
     tenant: str,
     entity_id: str,
     changed: list[tuple[str, Instance]],
     now: str,
-    now_dt: datetime | None,
-    times: dict[str, datetime | None],
-) -> list[tuple[Any, ...]]:
-    """attr_history records (:data:`HISTORY_COLUMNS`) for the (attribute, instance) pairs an
-    outcome changed; ``sids`` must hold the series of every pair.
+    now_field: bytes,
+    times: dict[str, bytes],
+) -> None:
+    """Append to ``out`` the binary COPY rows (:data:`HISTORY_COLUMNS`) of the (attribute,
+    instance) pairs an outcome changed; ``sids`` must hold the series of every pair.
 
-    ``now``/``now_dt``: the transaction time as written into the instances and parsed once;
-    ``modifiedAt`` is nearly always exactly that string, so it is parsed only when it is not.
-    ``times``: observation times already parsed in this transaction (devices of one batch
-    mostly report on the same clock ticks: 288 parses instead of 14,400 for a backfill call of
-    50 device-days), filled here.
+    The rows are encoded here rather than by asyncpg's ``copy_records_to_table``, whose
+    per-value encoders cost ~3.5 µs a row (two aware datetimes ~2.8 µs of it) against ~0.8 µs
+    here: a time is encoded once per distinct string in a transaction (``times``; the devices
+    of a batch report on the same clock ticks), ``modifiedAt`` is nearly always exactly the
+    transaction time ``now`` (``now_field``, encoded once), and the instance goes as
+    ``orjson`` bytes behind jsonb's version byte, as :func:`init_connection`'s codec sends it.
+    An unreadable ``observedAt`` is stored as NULL, an unreadable ``modifiedAt`` as ``now``.
     """
-    rows: list[tuple[Any, ...]] = []
     last_attr: str | None = None
-    sid = 0
+    head = b""
+    dumps = orjson.dumps
+    jsonb_head = _JSONB_HEAD.pack
     for attr, inst in changed:
         if attr is not last_attr:  # consecutive instances of one attribute: one look-up
-            sid = sids[(tenant, entity_id, attr)]
+            head = _ROW_HEAD.pack(5, 4, sids[(tenant, entity_id, attr)])
             last_attr = attr
         text = inst.get("observedAt")
-        observed = times.get(text) if text.__class__ is str else None
-        if observed is None and text is not None:
-            observed = parse_time(text)
-            if observed is not None:  # a str, then
-                times[text] = observed
+        if text.__class__ is str:
+            observed = times.get(text)
+            if observed is None:
+                observed = times[text] = time_field(text)
+        else:
+            observed = _NULL
         modified = inst.get("modifiedAt")
-        rows.append(
-            (
-                sid,
-                inst.get("datasetId"),
-                observed,
-                now_dt if modified == now else (parse_time(modified) or now_dt),
-                inst,
-            )
-        )
-    return rows
+        if modified == now:
+            modified_field = now_field
+        else:
+            modified_field = time_field(modified)
+            if modified_field is _NULL:
+                modified_field = now_field
+        dataset = inst.get("datasetId")
+        if dataset is None:
+            dataset_field = _NULL
+        else:
+            raw = str(dataset).encode()
+            dataset_field = _LENGTH.pack(len(raw)) + raw
+        doc = dumps(inst)
+        out.append(b"".join((head, dataset_field, observed, modified_field,
+                             jsonb_head(len(doc) + 1, 1), doc)))
 
 
 HISTORY_COLUMNS = ("sid", "dataset_id", "observed_at", "modified_at", "instance")
-"""The attr_history columns :func:`history_rows` fills, in order (binary COPY)."""
+"""The attr_history columns :func:`history_copy` encodes, in order (binary COPY)."""
