@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sqlite3
 import statistics
 import tempfile
@@ -125,6 +126,13 @@ def sql_baseline(engine: str, url: str) -> Callable[[], Awaitable[Any]]:
 
 async def bench(engine: str, url: str, n: int, runs: int) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="nakhon-bench-"))
+    try:
+        return await _bench(engine, url, n, runs, data_dir)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)  # leave nothing behind
+
+
+async def _bench(engine: str, url: str, n: int, runs: int, data_dir: Path) -> dict[str, Any]:
     settings = load_settings(env={}, database_url=url, data_dir=data_dir, auth="off",
                              log_level="warning", max_body_bytes=4_000_000)
     app = create_app(settings)
@@ -176,8 +184,13 @@ async def main() -> None:
     args = ap.parse_args()
     results = []
     if args.engine in ("sqlite", "both"):
-        path = Path(tempfile.mkdtemp(prefix="nakhon-bench-")) / "nakhon.db"
-        results.append(await bench("sqlite", f"sqlite:///{path}", args.instances, args.runs))
+        folder = Path(tempfile.mkdtemp(prefix="nakhon-bench-"))
+        try:
+            results.append(
+                await bench("sqlite", f"sqlite:///{folder / 'nakhon.db'}", args.instances,
+                            args.runs))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     if args.engine in ("postgres", "both"):
         name = f"nakhon_bench_temporal_{uuid.uuid4().hex[:8]}"
         admin = await asyncpg.connect(PG_ADMIN)
