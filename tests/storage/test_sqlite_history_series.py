@@ -7,7 +7,6 @@ and the writer's series cache keeps nothing from a rolled-back transaction."""
 from __future__ import annotations
 
 import sqlite3
-from collections import defaultdict
 from pathlib import Path
 
 import orjson
@@ -15,9 +14,6 @@ import pytest
 
 from nakhon.storage.base import WriteOp
 from nakhon.storage.history_base import (
-    AggregateQuery,
-    Buckets,
-    DeletedQuery,
     InstanceQuery,
     TimeWindow,
 )
@@ -25,8 +21,8 @@ from nakhon.storage.sqlite import SqliteStorage
 from nakhon.storage.sqlite.schema import MIGRATIONS, migrate
 from nakhon.storage.sqlite.series import instant_ms
 
+from .history_series_checks import OLD_ROWS, check_migrated
 from .test_contract import create, ent, increment, prop
-from .test_postgres_history_series import _OLD_ROWS, HUM, T0, TEMP
 
 
 def _build_version_5(path: Path) -> tuple[list[int], list[tuple[object, ...]]]:
@@ -40,7 +36,7 @@ def _build_version_5(path: Path) -> tuple[list[int], list[tuple[object, ...]]]:
                      " instance) VALUES (7, '', 'gap', 'x', '2024-01-01T00:00:00Z', '{}')")
         conn.execute("DELETE FROM attr_history")  # a gap in the hids, as deletions leave
         hids: list[int] = []
-        for tenant, eid, attr, ds, minute, inst in _OLD_ROWS:
+        for tenant, eid, attr, ds, minute, inst in OLD_ROWS:
             observed = f"2024-05-01T10:{minute:02d}:00+00:00" if minute is not None else None
             cur = conn.execute(
                 "INSERT INTO attr_history (hid, tenant, entity_id, attr, dataset_id,"
@@ -68,40 +64,7 @@ async def test_migration_keeps_history_and_instance_ids(tmp_path: Path) -> None:
             assert conn.execute(
                 "SELECT hid, ts_ms, num, deleted FROM attr_history ORDER BY hid"
             ).fetchall() == derived
-        window = TimeWindow()
-        got = await store.history_instances(
-            InstanceQuery("", [("urn:m:1", TEMP), ("urn:m:1", HUM), ("urn:m:2", TEMP)],
-                          window, limit=100))
-        by_pair: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for i in got:
-            by_pair[(i.entity_id, i.attr)].append(i.hid)
-        assert by_pair == {
-            ("urn:m:1", TEMP): [hids[0], hids[1], hids[2]],
-            ("urn:m:1", HUM): [hids[3]],
-            ("urn:m:2", TEMP): [hids[5], hids[6]],
-        }
-        assert [i.instance["value"] for i in got][:3] == [20, 22, 30]
-        city = await store.history_instances(
-            InstanceQuery("city", [("urn:m:1", TEMP)], window, limit=10))
-        assert [(i.hid, i.instance["value"]) for i in city] == [(hids[4], -1)]
-        one = await store.history_get("", "urn:m:1", TEMP, hids[1])
-        assert one is not None and one.instance["value"] == 22
-        assert await store.history_get("city", "urn:m:1", TEMP, hids[1]) is None
-        rows = await store.history_aggregate(AggregateQuery(
-            "", [("urn:m:1", TEMP)], window, Buckets(T0), frozenset({"totalCount", "max"})))
-        assert sorted((r.dataset_id or "", r.values["totalCount"], r.values["max"])
-                      for r in rows) == [("", 2, 22.0), ("urn:ds:b", 1, 30.0)]
-        assert await store.history_attrs("", ["urn:m:1", "urn:m:2"]) == {
-            "urn:m:1": [HUM, TEMP], "urn:m:2": [TEMP]}
-        deleted = await store.history_deleted(DeletedQuery(""))
-        assert [(d.id, d.types) for d in deleted] == [("urn:m:2", ["https://example.org/Sensor"])]
-
-        e = ent("urn:m:1", temperature=prop(25, observedAt="2024-05-01T10:10:00Z"))
-        e.attrs[TEMP] = e.attrs.pop("temperature")
-        await store.write([WriteOp("", e.id, create(e))])
-        newest = await store.history_instances(
-            InstanceQuery("", [("urn:m:1", TEMP)], window, limit=1, newest_first=True))
-        assert newest[0].instance["value"] == 25 and newest[0].hid > max(hids)
+        await check_migrated(store, hids)
         with sqlite3.connect(path) as conn:
             assert conn.execute("SELECT count(*) FROM history_series WHERE tenant = ''"
                                 " AND entity_id = 'urn:m:1'").fetchone()[0] == 2
