@@ -23,7 +23,8 @@ from nakhon.storage.postgres import PostgresStorage
 from nakhon.storage.postgres import query as sqlq
 from nakhon.storage.postgres.testing import server_available, temporary_database
 
-from .test_contract import _GeoQuery, create, ent, prop
+from .test_contract import create, ent, prop
+from .test_contract_geo import _GeoQuery
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
