@@ -1,5 +1,7 @@
-"""The ``storage`` fixture: every storage test runs against every engine — a fresh SQLite
-file, or a fresh schema in this session's own PostgreSQL database."""
+"""Storage fixtures. ``storage``: every contract test runs against every engine — a fresh
+SQLite file, or a fresh schema in this session's own PostgreSQL database. ``pg_dsn`` and
+``schema``: that database and a fresh schema in it (dropped after the test), for the
+PostgreSQL-only tests."""
 
 from __future__ import annotations
 
@@ -31,6 +33,24 @@ async def pg_session_dsn() -> AsyncIterator[str | None]:
         return
     async with temporary_database("nakhon_contract") as dsn:
         yield dsn
+
+
+@pytest.fixture
+def pg_dsn(pg_session_dsn: str | None) -> str:
+    """This session's PostgreSQL database (the test is skipped without a server)."""
+    if pg_session_dsn is None:
+        pytest.skip("PostgreSQL is not reachable")
+    return pg_session_dsn
+
+
+@pytest.fixture
+async def schema(pg_dsn: str) -> AsyncIterator[str]:
+    """A fresh schema name in :func:`pg_dsn`, dropped after the test."""
+    from nakhon.storage.postgres.testing import drop_schema
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    yield name
+    await drop_schema(pg_dsn, name)
 
 
 @pytest.fixture(
@@ -65,5 +85,3 @@ async def storage(
     finally:
         await store.close()
         await drop_schema(dsn, schema)
-
-

@@ -4,7 +4,6 @@ history rows, several engine instances on one schema. (The contract is in test_c
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,26 +14,10 @@ from nakhon.core.errors import AlreadyExists, BadRequestData
 from nakhon.storage.base import EntityQuery, Outcome, WriteOp
 from nakhon.storage.postgres import PostgresStorage
 from nakhon.storage.postgres.schema import migrations
-from nakhon.storage.postgres.testing import drop_schema, server_available, temporary_database
 
 from .test_contract import create, delete, ent, geo, increment, located, prop, set_attr
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(scope="session")
-async def pg_dsn() -> AsyncIterator[str]:
-    if not await server_available():
-        pytest.skip("PostgreSQL is not reachable")
-    async with temporary_database("nakhon_pgtest") as dsn:
-        yield dsn
-
-
-@pytest.fixture
-async def schema(pg_dsn: str) -> AsyncIterator[str]:
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    yield name
-    await drop_schema(pg_dsn, name)
 
 
 @pytest.fixture

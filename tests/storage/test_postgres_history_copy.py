@@ -6,7 +6,6 @@ text — the same values asyncpg's own encoders stored before."""
 from __future__ import annotations
 
 import struct
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -18,7 +17,6 @@ from nakhon.core.errors import BadRequestData
 from nakhon.storage.base import Mutation, Outcome, WriteOp
 from nakhon.storage.postgres import PostgresStorage
 from nakhon.storage.postgres.codec import history_copy, time_field
-from nakhon.storage.postgres.testing import drop_schema, server_available, temporary_database
 
 from .test_contract import ent, prop
 
@@ -86,24 +84,14 @@ def test_rows_encode_each_time_once_and_keep_odd_ones() -> None:
                           "1999-12-31T23:59:59.999999"}
 
 
-@pytest.fixture(scope="module")
-async def pg_dsn() -> AsyncIterator[str]:
-    if not await server_available():
-        pytest.skip("PostgreSQL is not reachable")
-    async with temporary_database("nakhon_pgcopy") as dsn:
-        yield dsn
-
-
 @pytest.fixture
-async def store(pg_dsn: str) -> AsyncIterator[PostgresStorage]:
-    schema = f"t_{uuid.uuid4().hex[:10]}"
+async def store(pg_dsn: str, schema: str) -> AsyncIterator[PostgresStorage]:
     storage = PostgresStorage(pg_dsn, schema=schema)
     await storage.open()
     try:
         yield storage
     finally:
         await storage.close()
-        await drop_schema(pg_dsn, schema)
 
 
 def _append(instances: dict[str, list[dict[str, Any]]]) -> Mutation:

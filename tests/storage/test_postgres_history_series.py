@@ -5,9 +5,6 @@ and the writer's series cache keeps nothing from a rolled-back transaction."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import asyncpg
 import orjson
 import pytest
@@ -20,27 +17,11 @@ from nakhon.storage.history_base import (
 from nakhon.storage.postgres import PostgresStorage
 from nakhon.storage.postgres import writer as writer_module
 from nakhon.storage.postgres.schema import migrate, quote_ident
-from nakhon.storage.postgres.testing import drop_schema, server_available, temporary_database
 
 from .history_series_checks import OLD_ROWS, T0, check_migrated
 from .test_contract import create, ent, increment, prop
 
 pytestmark = pytest.mark.postgres
-
-@pytest.fixture(scope="module")
-async def pg_dsn() -> AsyncIterator[str]:
-    if not await server_available():
-        pytest.skip("PostgreSQL is not reachable")
-    async with temporary_database("nakhon_pgseries") as dsn:
-        yield dsn
-
-
-@pytest.fixture
-async def schema(pg_dsn: str) -> AsyncIterator[str]:
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    yield name
-    await drop_schema(pg_dsn, name)
-
 
 async def _build_version_5(dsn: str, schema: str) -> list[int]:
     """Migrations 1–5 only, then the old rows; their hid values, in ``OLD_ROWS`` order."""
