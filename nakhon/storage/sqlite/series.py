@@ -156,8 +156,6 @@ def history_records(
         ts = ms(observed)
         if ts is None:
             ts = ms(modified)
-        value: Any = inst.get("value")
-        kind = type(value)
         out.append(
             (
                 sid,
@@ -166,8 +164,8 @@ def history_records(
                 modified,
                 dumps(inst).decode(),
                 ts,
-                float(value) if kind is int or kind is float else None,  # type(): not bool
+                numeric(inst),
                 1 if "deletedAt" in inst else 0,
-                value if kind is str and len(value) <= TXT_MAX else None,
+                short_text(inst),
             )
         )
