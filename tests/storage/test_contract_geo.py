@@ -7,41 +7,18 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import pytest
 import shapely
 from shapely.geometry import Point, Polygon, box
 
 from nakhon.broker.model import LOCATION
+from nakhon.broker.query import GeoQuery
 from nakhon.storage.base import EntityQuery, Storage, WriteOp
 
 from .test_contract import all_ids, delete, geo, located, put_all, set_attr
 
 # --- geo-queries ---------------------------------------------------------------------------
-
-
-@dataclass
-class _GeoQuery:
-    """Stand-in with GeoQuery's attributes, used until nakhon.broker.query provides one."""
-
-    geometry: Any
-    georel: str
-    max_distance: float | None = None
-    min_distance: float | None = None
-    geoproperty: str = LOCATION
-
-
-def geo_query(storage: Storage, **kw: Any) -> Any:
-    import nakhon.broker.query as bq
-
-    cls = getattr(bq, "GeoQuery", None)
-    if cls is None:
-        if type(storage).__name__ != "PostgresStorage":
-            pytest.skip("nakhon.broker.query.GeoQuery not available yet")
-        cls = _GeoQuery
-    return cls(**kw)
 
 
 def _haversine(a: Point, b: Point) -> float:
@@ -85,7 +62,7 @@ async def test_geo_relations_match_shapely(storage: Storage) -> None:
     tests.append(("equals", exact, lambda g: g.equals(exact)))
     for georel, geometry, predicate in tests:
         expected = sorted(i for i, g in shapes.items() if predicate(g))
-        q = EntityQuery(geo=geo_query(storage, geometry=geometry, georel=georel), count=True)
+        q = EntityQuery(geo=GeoQuery(geometry=geometry, georel=georel), count=True)
         got = await all_ids(storage, q)
         assert got == expected, georel
         assert expected or georel in {"equals", "overlaps"}, f"vacuous test for {georel}"
@@ -103,10 +80,10 @@ async def test_geo_near_distances(storage: Storage) -> None:
         # Engines may measure on the sphere or the spheroid; leave out a 1% band at the edge.
         dist = {i: _haversine(centre, p) for i, p in points.items()}
         clear = {i for i, d in dist.items() if abs(d - metres) > metres * 0.01}
-        gq = geo_query(storage, geometry=centre, georel="near", max_distance=metres)
+        gq = GeoQuery(geometry=centre, georel="near", max_distance=metres)
         got = set(await all_ids(storage, EntityQuery(geo=gq)))
         assert got & clear == {i for i in clear if dist[i] < metres}
-        gq = geo_query(storage, geometry=centre, georel="near", min_distance=metres)
+        gq = GeoQuery(geometry=centre, georel="near", min_distance=metres)
         got = set(await all_ids(storage, EntityQuery(geo=gq)))
         assert got & clear == {i for i in clear if dist[i] > metres}
 
@@ -117,10 +94,8 @@ async def test_geo_on_other_geoproperty_and_updates(storage: Storage) -> None:
         [located("urn:o:1", Point(100.5, 13.7), serviceArea=geo(box(100.0, 13.0, 101.0, 14.0)))],
     )
     inside = box(100.4, 13.6, 100.6, 13.8)
-    by_loc = geo_query(storage, geometry=inside, georel="within")
-    by_area = geo_query(
-        storage, geometry=Point(100.9, 13.9), georel="intersects", geoproperty="serviceArea"
-    )
+    by_loc = GeoQuery(geometry=inside, georel="within")
+    by_area = GeoQuery(Point(100.9, 13.9), "intersects", geoproperty="serviceArea")
     assert await all_ids(storage, EntityQuery(geo=by_loc)) == ["urn:o:1"]
     assert await all_ids(storage, EntityQuery(geo=by_area)) == ["urn:o:1"]
     await storage.write([WriteOp("", "urn:o:1", set_attr(LOCATION, geo(Point(99.0, 18.8))))])

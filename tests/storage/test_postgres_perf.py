@@ -18,13 +18,13 @@ import pytest
 from shapely.geometry import Point
 
 from nakhon.broker.model import LOCATION
+from nakhon.broker.query import GeoQuery
 from nakhon.storage.base import EntityQuery, Outcome, WriteOp
 from nakhon.storage.postgres import PostgresStorage
 from nakhon.storage.postgres import query as sqlq
 from nakhon.storage.postgres.testing import server_available, temporary_database
 
 from .test_contract import create, ent, prop
-from .test_contract_geo import _GeoQuery
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -123,7 +123,7 @@ async def test_count_and_attrs_filter(big: PostgresStorage) -> None:
 
 
 async def test_near_query_uses_the_geography_index(big: PostgresStorage) -> None:
-    gq = _GeoQuery(Point(100.45, 13.65), "near", max_distance=300.0)
+    gq = GeoQuery(Point(100.45, 13.65), "near", max_distance=300.0)
     q = EntityQuery(geo=gq, limit=1000, count=True)
     seconds, page = await _timed(big, q)
     plan = await _explain(big, sqlq.page_sql("", q))
@@ -135,7 +135,7 @@ async def test_near_query_uses_the_geography_index(big: PostgresStorage) -> None
 async def test_within_query_uses_the_geometry_index(big: PostgresStorage) -> None:
     from shapely.geometry import box
 
-    gq = _GeoQuery(box(100.40, 13.60, 100.42, 13.62), "within")
+    gq = GeoQuery(box(100.40, 13.60, 100.42, 13.62), "within")
     q = EntityQuery(geo=gq, limit=20, count=True)
     seconds, page = await _timed(big, q)
     plan = await _explain(big, sqlq.page_sql("", q))
