@@ -40,6 +40,7 @@ from nakhon.kpi import api as kpi_api
 from nakhon.kpi.task import KpiMonitor
 from nakhon.storage import storage_for
 from nakhon.subscriptions import api as subscriptions_api
+from nakhon.subscriptions.notifier import NotifierChild
 from nakhon.subscriptions.service import SubscriptionService
 from nakhon.temporal import api as temporal_api
 from nakhon.temporal.retention import parse_rules
@@ -47,6 +48,8 @@ from nakhon.temporal.retention_task import RetentionTask
 
 log = get_logger("nakhon.app")
 ADMIN_TOKEN_FILE = "admin-token"
+# NAKHON_NOTIFY_MODE → the subscription service's role in this process
+_ROLES = {"inline": "inline", "process": "writer", "external": "writer"}
 
 
 async def _ngsi_error(request: Request, exc: Exception) -> Response:
@@ -121,7 +124,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     api = ApiState(settings, broker, access, resolver)
     subscriptions = SubscriptionService(storage, access, resolver, max_limit=settings.max_limit,
                                         max_delay=settings.notification_max_delay,
-                                        max_entities=settings.notification_max_entities)
+                                        max_entities=settings.notification_max_entities,
+                                        role=_ROLES[settings.notify_mode])
+    notifier = NotifierChild(settings) if settings.notify_mode == "process" else None
     alert_monitor = AlertMonitor(broker)  # absence-of-data alert sweeps
     alert_feed = AlertFeed(broker)  # threshold/rate rules on every committed change
     retention = RetentionTask(
@@ -148,6 +153,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
         await bootstrap_admin(access, Path(settings.data_dir))
         await subscriptions.open()  # outbox hook + dispatcher, before anything else writes
+        if notifier is not None:
+            await notifier.start()  # `nakhon notify`, delivering on the other core
         alert_feed.start()  # before ingest starts writing
         await iot.start()  # MQTT only when NAKHON_MQTT_URL is set
         alert_monitor.start()
@@ -161,6 +168,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await alert_monitor.stop()
             await iot.stop()
             await alert_feed.stop()
+            if notifier is not None:
+                await notifier.stop()
             await subscriptions.close()
             await resolver.aclose()
             await storage.close()
@@ -197,5 +206,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.storage = storage
     app.state.settings = settings
     app.state.subscriptions = subscriptions
+    app.state.notifier = notifier
     app.state.iot = iot
     return app

@@ -47,6 +47,25 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataOpt = None) 
     )
 
 
+DbOpt = Annotated[str | None, typer.Option(
+    help="sqlite:///file or postgresql://… [NAKHON_DATABASE_URL; empty: the data directory's "
+         "nakhon.db].")]
+
+
+@app.command()
+def notify(data_dir: DataOpt = None, database_url: DbOpt = None) -> None:
+    """Deliver subscription notifications from the outbox until SIGTERM/SIGINT: the delivering
+    process for servers in NAKHON_NOTIFY_MODE=process/external (one per database at a time)."""
+    import uvloop
+
+    from nakhon.core.logs import configure_logging
+    from nakhon.subscriptions.notifier import run_notifier
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    configure_logging(settings.log_level, settings.log_format)
+    uvloop.run(run_notifier(settings, echo=typer.echo))
+
+
 @app.command()
 def demo(
     host: HostOpt = None,

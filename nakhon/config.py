@@ -65,6 +65,16 @@ SETTINGS: tuple[Setting, ...] = (
             "(a backlog, or a burst of writes) go out together, in order, in one notification "
             "of up to this many entities (and about 1 MB); an idle system still sends each "
             "change at once. 1: one entity per notification."),
+    Setting("notify_mode", str, "inline",
+            "Where notifications are delivered. `inline`: in the serving process (one "
+            "process does everything). `process`: `nakhon serve` only writes the outbox and "
+            "starts `nakhon notify` as a child process (restarted if it dies, stopped with "
+            "the server), which delivers on the other core — for high write rates. "
+            "`external`: the server only writes the outbox; run `nakhon notify` yourself "
+            "(e.g. under systemd). Exactly one process per database delivers at a time."),
+    Setting("notify_poll_interval", float, 0.025,
+            "Seconds between the delivering process's checks for new outbox rows "
+            "(`process`/`external` modes): the latency it adds to a notification."),
     Setting("write_batch_max", int, 512,
             "Most write operations the writer commits in one transaction (group commit)."),
     Setting("mqtt_url", str, "",
@@ -171,6 +181,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             values[key] = value
     if str(values["auth"]).lower() not in ("on", "off"):
         raise ValueError("NAKHON_AUTH must be 'on' or 'off'")
+    if str(values["notify_mode"]) not in ("inline", "process", "external"):
+        raise ValueError("NAKHON_NOTIFY_MODE must be 'inline', 'process' or 'external'")
     return Settings(values)
 
 

@@ -10,7 +10,6 @@ tenant, as writing does; anonymous clients see none.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from nakhon.broker.jsonld import ContextResolver, TermMap
@@ -26,17 +25,37 @@ from nakhon.subscriptions.model import (
     parse_subscription,
     stored_doc,
 )
+from nakhon.subscriptions.process import AckBuffer, lock_for, watch_outbox
 from nakhon.subscriptions.store import PgSubStore, Stats, StoredSub, SubStore, store_for
 
 log = get_logger("nakhon.subscriptions")
 
 
+ROLES = ("inline", "writer", "deliverer")
+
+
+def _no_wake(pks: set[int]) -> None:
+    """A writer's wake-up goes nowhere: the delivering process polls the outbox."""
+
+
 class SubscriptionService:
-    """Subscriptions over one storage engine (see the module docstring)."""
+    """Subscriptions over one storage engine (see the module docstring).
+
+    ``role``: ``inline`` writes the outbox and delivers it in this process (if it holds the
+    database's delivery lock); ``writer`` only writes the outbox (statistics are read from the
+    database); ``deliverer`` only delivers — ``nakhon notify`` (``nakhon.subscriptions.
+    process``). ``poll_interval``: how often a deliverer looks for new rows."""
 
     def __init__(self, storage: Any, access: Access, resolver: ContextResolver, *,
                  max_limit: int = 1000, max_delay: float = 2.0,
-                 max_entities: int = 100) -> None:
+                 max_entities: int = 100, role: str = "inline",
+                 poll_interval: float = 0.025, ack_interval: float = 0.2) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+        self.role = role
+        self.poll_interval = poll_interval
+        self.ack_interval = ack_interval
+        self._tasks: list[asyncio.Task[None]] = []
         self.storage = storage
         self.max_delay = max_delay
         self.max_entities = max_entities  # most entities in one notification
@@ -50,6 +69,7 @@ class SubscriptionService:
         self._version = ""
         self._edits = 0  # local creates/updates/deletes committed (see _load)
         self._deleting: set[int] = set()
+        self._lock: Any = None  # the delivery lock (nakhon.subscriptions.process)
 
     # --- life cycle (the app's lifespan) -----------------------------------------------------
 
@@ -59,21 +79,44 @@ class SubscriptionService:
         ``multi_process``: poll for other processes' subscription edits (default: on for
         PostgreSQL, where several servers may share the database)."""
         self.store = store_for(self.storage)
+        if multi_process is None:
+            multi_process = isinstance(self.store, PgSubStore)
+        loop = asyncio.get_running_loop()
+        if self.role == "writer":  # the outbox only; a delivering process sends it
+            await self._load()
+            self.hook = OutboxHook(self.registry, _no_wake)
+            self.storage.write_hooks.append(self.hook)
+            if multi_process:  # other servers' subscription edits
+                self._tasks.append(loop.create_task(self._poll_edits(2.0)))
+            return
+        if self.role == "deliverer":
+            acks = AckBuffer(self.store, self.ack_interval)
+            acks.start()
+            self.store = acks
         self.dispatcher = Dispatcher(self.store, self.registry, self.storage,
                                      max_entities=self.max_entities)
         self.dispatcher.pacer.max_delay = self.max_delay
         await self._load()
-        self.hook = OutboxHook(self.registry, self.dispatcher.wake)
-        self.dispatcher.pacer.busy = self.hook.busy
-        self.storage.write_hooks.append(self.hook)
-        if multi_process is None:
-            multi_process = isinstance(self.store, PgSubStore)
-        if multi_process:
-            self.dispatcher.refresh = self._refresh
+        if self.role == "inline":
+            self.hook = OutboxHook(self.registry, self.dispatcher.wake)
+            self.dispatcher.pacer.busy = self.hook.busy
+            self.storage.write_hooks.append(self.hook)
+            if multi_process:
+                self.dispatcher.refresh = self._refresh
+        else:
+            dispatcher = self.dispatcher
+            self._tasks.append(loop.create_task(watch_outbox(
+                self.store, dispatcher.leader, lambda: dispatcher.wake(set(self.registry.by_pk)),
+                self._refresh, self.poll_interval)))
+        self._lock = lock_for(self.storage)
+        if self._lock is not None:  # one delivering process per database
             self.dispatcher.elect = self._elect
         await self.dispatcher.start()
 
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.hook is not None and self.hook in self.storage.write_hooks:
             self.storage.write_hooks.remove(self.hook)
         if self.dispatcher is not None:
@@ -89,7 +132,7 @@ class SubscriptionService:
         it — a dropped subscription would miss the changes written until the next reload. So
         each local edit counts itself once its write is committed, and a snapshot during which
         the count moved is read again; a subscription being deleted is never put back."""
-        assert self.store is not None and self.dispatcher is not None
+        assert self.store is not None
         while True:
             seen = self._edits
             version = await self.store.version()
@@ -102,42 +145,49 @@ class SubscriptionService:
         for stored, entry in loaded:
             if entry is not None and stored.pk not in self._deleting:
                 entries.append(entry)
-                self.dispatcher.stats.setdefault(stored.pk, stored.stats)
-                cursor = self.dispatcher.cursors.get(stored.pk, 0)
-                self.dispatcher.cursors[stored.pk] = max(cursor, stored.cursor)
+                if self.dispatcher is not None:
+                    self.dispatcher.stats.setdefault(stored.pk, stored.stats)
+                    cursor = self.dispatcher.cursors.get(stored.pk, 0)
+                    self.dispatcher.cursors[stored.pk] = max(cursor, stored.cursor)
         self.registry.replace(entries)
 
     async def _elect(self) -> None:
-        """Become the one delivering process of this database (PostgreSQL).
+        """Become the one delivering process of this database.
 
-        A session advisory lock, held on a dedicated connection for as long as this process
-        runs: when the leader dies its connection closes, the lock goes, and another process
-        takes over from the cursors saved in the database (at-least-once: a notification sent
-        but not yet acknowledged may be sent again, with the same notification id)."""
-        assert self.dispatcher is not None
-        pool = self.storage.pool
-        key = "SELECT pg_try_advisory_lock(hashtext('nakhon-notify:' || current_schema()))"
+        A lock held for as long as this process runs (``nakhon.subscriptions.process``: a
+        session advisory lock on PostgreSQL, a file lock beside a SQLite file): when the
+        leader dies the lock goes, and another process takes over from the cursors saved in
+        the database (at-least-once: a notification sent but not yet acknowledged may be sent
+        again, with the same notification id)."""
+        assert self.dispatcher is not None and self._lock is not None
         while True:
-            conn = await pool.acquire()
             try:
-                if await conn.fetchval(key):
-                    await self._load()  # the freshest cursors, saved by a previous leader
-                    self.dispatcher.leader.set()
-                    log.info("delivering notifications for this database")
-                    await asyncio.Event().wait()  # hold the lock until stopped
+                if await self._lock.try_acquire():
+                    try:
+                        await self._load()  # the freshest cursors, saved by a previous leader
+                        self.dispatcher.leader.set()
+                        log.info("delivering notifications for this database")
+                        await asyncio.Event().wait()  # hold the lock until stopped
+                    finally:
+                        await self._lock.release()
             except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await conn.execute("SELECT pg_advisory_unlock_all()")
                 raise
             except Exception:
                 log.exception("notification leader election failed; retrying")
-            finally:
-                await pool.release(conn)
             await asyncio.sleep(self.dispatcher.poll_interval)
+
+    async def _poll_edits(self, seconds: float) -> None:
+        """(A writer) pick up other processes' subscription edits now and then."""
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await self._refresh()
+            except Exception:
+                log.exception("reloading subscriptions failed")
 
     async def _refresh(self) -> None:
         """Pick up subscriptions another process created, changed or deleted."""
-        assert self.store is not None and self.dispatcher is not None
+        assert self.store is not None
         version = await self.store.version()
         if version != self._version:
             before = {pk: e.modified_at for pk, e in self.registry.by_pk.items()}
@@ -146,7 +196,7 @@ class SubscriptionService:
             # Only what changed: changed() restarts a worker's connection, and one cut in the
             # middle of a send costs a failed attempt and a backoff.
             for pk in before.keys() | after.keys():
-                if before.get(pk) != after.get(pk):
+                if before.get(pk) != after.get(pk) and self.dispatcher is not None:
                     self.dispatcher.changed(pk)
 
     async def _parse_stored(self, stored: StoredSub) -> Active | None:
@@ -161,10 +211,19 @@ class SubscriptionService:
 
     # --- use cases -------------------------------------------------------------------------
 
-    def _require(self) -> tuple[SubStore, Dispatcher]:
-        if self.store is None or self.dispatcher is None:
+    def _require(self) -> tuple[SubStore, Dispatcher | None]:
+        if self.store is None or (self.dispatcher is None and self.role != "writer"):
             raise RuntimeError("SubscriptionService is not open")
         return self.store, self.dispatcher
+
+    async def _stats_of(self, entries: list[Active]) -> list[Stats]:
+        """Delivery statistics: this process's own, or (a writer) as the delivering process
+        last saved them with its cursors."""
+        store, dispatcher = self._require()
+        if dispatcher is not None:
+            return [dispatcher.stats.get(e.pk) or Stats() for e in entries]
+        saved = await store.stats() if entries else {}
+        return [saved.get(e.pk) or Stats() for e in entries]
 
     async def create(self, principal: Principal, tenant: str, body: Any, terms: TermMap,
                      context: Any) -> str:
@@ -178,10 +237,12 @@ class SubscriptionService:
         now = utc_now()
         pk, cursor = await store.insert(tenant, sub.id, doc, now)
         self._edits += 1  # from here to the registry without an await (see _load)
-        dispatcher.stats[pk] = Stats()
-        dispatcher.cursors[pk] = cursor
+        if dispatcher is not None:
+            dispatcher.stats[pk] = Stats()
+            dispatcher.cursors[pk] = cursor
         self.registry.put(Active(pk, tenant, sub, now, now))
-        dispatcher.changed(pk)
+        if dispatcher is not None:
+            dispatcher.changed(pk)
         return sub.id
 
     async def query(self, principal: Principal, tenant: str, *, limit: int,
@@ -191,18 +252,16 @@ class SubscriptionService:
         if limit > self.max_limit:
             raise TooManyResults(f"limit {limit} is above the maximum of {self.max_limit}.",
                                  maxLimit=self.max_limit)
-        _, dispatcher = self._require()
         entries = self.registry.of_tenant(tenant)
         page = entries[offset:offset + limit]
-        return [(e, dispatcher.stats.get(e.pk) or Stats()) for e in page], len(entries)
+        return list(zip(page, await self._stats_of(page), strict=True)), len(entries)
 
     async def retrieve(self, principal: Principal, tenant: str,
                        sub_id: str) -> tuple[Active, Stats]:
         """Retrieve Subscription (5.8.3)."""
         self.access.require_write(principal, tenant)
-        _, dispatcher = self._require()
         entry = self._find(tenant, sub_id)
-        return entry, dispatcher.stats.get(entry.pk) or Stats()
+        return entry, (await self._stats_of([entry]))[0]
 
     async def update(self, principal: Principal, tenant: str, sub_id: str, fragment: Any,
                      terms: TermMap | None, context: Any) -> None:
@@ -232,7 +291,8 @@ class SubscriptionService:
         await store.update(entry.pk, doc, now)
         self._edits += 1
         self.registry.put(Active(entry.pk, tenant, sub, entry.created_at, now))
-        dispatcher.changed(entry.pk)
+        if dispatcher is not None:
+            dispatcher.changed(entry.pk)
 
     async def delete(self, principal: Principal, tenant: str, sub_id: str) -> None:
         """Delete Subscription (5.8.5): undelivered notifications go with it."""
@@ -241,14 +301,16 @@ class SubscriptionService:
         entry = self._find(tenant, sub_id)
         self._deleting.add(entry.pk)  # a reload meanwhile must not put it back
         self.registry.remove(entry.pk)
-        dispatcher.changed(entry.pk)
+        if dispatcher is not None:
+            dispatcher.changed(entry.pk)
         try:
             await store.delete(entry.pk)
         finally:
             self._edits += 1
             self._deleting.discard(entry.pk)
-        dispatcher.stats.pop(entry.pk, None)
-        dispatcher.cursors.pop(entry.pk, None)
+        if dispatcher is not None:
+            dispatcher.stats.pop(entry.pk, None)
+            dispatcher.cursors.pop(entry.pk, None)
 
     def _find(self, tenant: str, sub_id: str) -> Active:
         entry = self.registry.find(tenant, sub_id)

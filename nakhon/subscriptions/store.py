@@ -77,6 +77,9 @@ class SubStore(Protocol):
     async def delete(self, pk: int) -> None: ...
     async def fetch(self, after: int, limit: int) -> list[tuple[int, str, bytes, str]]: ...
     async def ack(self, sub_pk: int, cursor: int, stats: Stats) -> None: ...
+    async def ack_many(self, acks: Sequence[tuple[int, int, Stats]]) -> None: ...
+    async def stats(self) -> dict[int, Stats]: ...
+    async def last_seq(self) -> int: ...
     async def pending(self) -> set[int]: ...
     async def collect(self, below: int) -> None: ...
     async def version(self) -> str: ...
@@ -162,6 +165,9 @@ _PG_STATS_SQL = ("UPDATE subscriptions SET times_sent = $1, times_failed = $2,"
 _FETCH = ("SELECT seq, subs, payload, created_at FROM notification_outbox WHERE seq > {}"
           " ORDER BY seq LIMIT {}")
 _PENDING = "SELECT seq, subs FROM notification_outbox"
+_STATS = ("SELECT pk, times_sent, times_failed, last_notification, last_success, last_failure"
+          " FROM subscriptions")
+_LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM notification_outbox"
 _NEW_CURSOR = "(SELECT coalesce(max(seq), 0) FROM notification_outbox)"
 
 
@@ -237,6 +243,18 @@ class SqliteSubStore:
     async def ack(self, sub_pk: int, cursor: int, stats: Stats) -> None:
         await self._write(lambda c: c.execute(_STATS_SQL, _stats_args(stats, cursor, sub_pk)))
 
+    async def ack_many(self, acks: Sequence[tuple[int, int, Stats]]) -> None:
+        args = [_stats_args(stats, cursor, pk) for pk, cursor, stats in acks]
+        await self._write(lambda c: c.executemany(_STATS_SQL, args))
+
+    async def stats(self) -> dict[int, Stats]:
+        rows = await self._read(lambda c: c.execute(_STATS).fetchall())
+        return {r[0]: Stats(*r[1:]) for r in rows}
+
+    async def last_seq(self) -> int:
+        row = await self._read(lambda c: c.execute(_LAST_SEQ).fetchone())
+        return int(row[0])
+
     async def pending(self) -> set[int]:
         def go(c: sqlite3.Connection) -> set[int]:
             cursors = dict(c.execute("SELECT pk, delivered_seq FROM subscriptions").fetchall())
@@ -303,6 +321,16 @@ class PgSubStore:
 
     async def ack(self, sub_pk: int, cursor: int, stats: Stats) -> None:
         await self._pool.execute(_PG_STATS_SQL, *_stats_args(stats, cursor, sub_pk))
+
+    async def ack_many(self, acks: Sequence[tuple[int, int, Stats]]) -> None:
+        await self._pool.executemany(
+            _PG_STATS_SQL, [_stats_args(stats, cursor, pk) for pk, cursor, stats in acks])
+
+    async def stats(self) -> dict[int, Stats]:
+        return {r[0]: Stats(*tuple(r)[1:]) for r in await self._pool.fetch(_STATS)}
+
+    async def last_seq(self) -> int:
+        return int(await self._pool.fetchval(_LAST_SEQ))
 
     async def pending(self) -> set[int]:
         async with self._pool.acquire() as conn:
