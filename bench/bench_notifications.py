@@ -1,6 +1,13 @@
 """Notification benchmark: throughput to a local HTTP receiver, and write rate with subscriptions.
 
-Run: ``python bench/bench_notifications.py [--engine sqlite|postgres] [--changes N]``.
+Run: ``python bench/bench_notifications.py [--engine sqlite|postgres] [--changes N]
+[--notify-mode process|inline]``.
+
+``--notify-mode process`` (the default; ``NAKHON_NOTIFY_MODE=process``, the high-rate
+deployment): the measured process only writes the outbox, and a real ``nakhon notify`` child
+process on the same database delivers (started once the measurement's subscriptions exist;
+it must say it delivers before the clock starts). ``inline``: delivery in the measured process
+(``NAKHON_NOTIFY_MODE=inline``).
 
 * **Changes delivered/s** — N entity changes are committed while the dispatcher delivers them
   to a real HTTP receiver running in a *separate process* (it takes the second core); the clock
@@ -15,7 +22,10 @@ Run: ``python bench/bench_notifications.py [--engine sqlite|postgres] [--changes
   ``--rounds`` rounds (the machine's other load then weighs on both alike); each round gives a
   ratio, and the changes (and notifications) the receiver got during the loaded window are shown
   too (the rest wait in the outbox: while writes queue, delivery yields to them for up to
-  ``--max-delay`` seconds).
+  ``--max-delay`` seconds); then the backlog drains before the next measurement, and the
+  changes/s delivered from the end of the window until the receiver has every change are shown
+  (in ``process`` mode the child process keeps delivering meanwhile; in ``inline`` mode the
+  measured process does).
 
 Prints a Markdown table. The load generator runs in the measured process (no HTTP in front).
 """
@@ -110,11 +120,75 @@ def entity(i: int) -> Entity:
 
 MAX_DELAY = [2.0]  # NAKHON_NOTIFICATION_MAX_DELAY for this run (--max-delay)
 MAX_ENTITIES = [100]  # NAKHON_NOTIFICATION_MAX_ENTITIES for this run (--max-entities)
+MODE = ["process"]  # --notify-mode
+
+
+class Measurement:
+    """One measurement's storage and subscription service (role ``writer`` in process mode)
+    and, in process mode, its ``nakhon notify`` child on the same database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.storage: Any = None
+        self.svc: SubscriptionService | None = None
+        self.child: asyncio.subprocess.Process | None = None
+        self._database: Any = None  # PostgreSQL, process mode: a database of its own
+
+    async def open(self) -> tuple[Any, SubscriptionService]:
+        url = self.url
+        if MODE[0] == "process" and url.startswith("postgresql"):
+            # The child opens the database by URL (no schema option): a fresh database per
+            # measurement instead of a fresh schema.
+            from nakhon.storage.postgres.testing import temporary_database
+
+            self._database = temporary_database("nakhon_bench_notify")
+            url = self.url = await self._database.__aenter__()
+        self.storage, self.svc = await open_service(url)
+        return self.storage, self.svc
+
+    async def start_delivery(self) -> None:
+        """Process mode: start ``nakhon notify`` and wait until it says it delivers."""
+        if MODE[0] != "process":
+            return
+        url = self.url if self.url.startswith("postgresql") else f"sqlite:///{self.storage.path}"
+        env = {**os.environ, "NAKHON_LOG_LEVEL": "warning",
+               "NAKHON_NOTIFICATION_MAX_DELAY": str(MAX_DELAY[0]),
+               "NAKHON_NOTIFICATION_MAX_ENTITIES": str(MAX_ENTITIES[0])}
+        self.child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "nakhon", "notify", "--database-url", url, env=env,
+            stdout=asyncio.subprocess.PIPE)
+        assert self.child.stdout is not None
+        line = await self.child.stdout.readline()
+        if not line.startswith(b"nakhon notify: delivering"):
+            raise SystemExit(f"nakhon notify did not start: {line!r}")
+
+    async def close(self) -> None:
+        if self.child is not None:
+            self.child.terminate()
+            await asyncio.wait_for(self.child.wait(), 30)
+        assert self.svc is not None
+        await self.svc.close()
+        await close_storage(self.storage)
+        if self._database is not None:
+            await self._database.__aexit__(None, None, None)
+
+
+async def drained(client: httpx.AsyncClient, want: int, t0: float) -> tuple[int, int]:
+    """Wait until the receiver counted ``want`` entities; (notifications, entities)."""
+    while (got := await received(client))[1] < want:
+        if time.perf_counter() - t0 > 300:
+            raise SystemExit(f"only {got[1]} of {want} changes arrived within 300 s")
+        await asyncio.sleep(0.02)
+    return got
 
 
 async def open_service(url: str) -> tuple[Any, SubscriptionService]:
     storage: Any
-    if url.startswith("postgresql"):
+    if url.startswith("postgresql") and MODE[0] == "process":
+        from nakhon.storage.postgres import PostgresStorage
+
+        storage = PostgresStorage(url)  # a fresh database (Measurement.open)
+    elif url.startswith("postgresql"):
         from nakhon.storage.postgres import PostgresStorage
 
         # A schema of its own: the benchmark never touches a real deployment's tables.
@@ -127,7 +201,8 @@ async def open_service(url: str) -> tuple[Any, SubscriptionService]:
     await storage.open()
     resolver = ContextResolver(timeout=5, max_bytes=1 << 20, ttl=3600)
     svc = SubscriptionService(storage, Access(storage, enabled=False, anonymous_read=True),
-                              resolver, max_delay=MAX_DELAY[0], max_entities=MAX_ENTITIES[0])
+                              resolver, max_delay=MAX_DELAY[0], max_entities=MAX_ENTITIES[0],
+                              role="writer" if MODE[0] == "process" else "inline")
     await svc.open()
     return storage, svc
 
@@ -164,37 +239,36 @@ async def received(client: httpx.AsyncClient) -> tuple[int, int]:
 
 async def throughput(url: str, port: int, subs: int, changes: int) -> tuple[float, float]:
     """Changes delivered/s (entities received) and notifications/s."""
-    storage, svc = await open_service(url)
+    run = Measurement(url)
+    storage, svc = await run.open()
     tenant = f"n{subs}x{os.getpid()}"
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
         start_notes, start_count = await received(client)
         await subscribe(svc, tenant, f"http://127.0.0.1:{port}/notify", subs)
+        await run.start_delivery()
         t0 = time.perf_counter()
         for start in range(0, changes, 500):
             await storage.write([WriteOp(tenant, entity(i).id, ops.create_entity(entity(i)))
                                  for i in range(start, min(changes, start + 500))])
-        want = start_count + changes * subs
         # The receiver is another process: poll its counter (an entity lost fails the run).
-        while (got := await received(client))[1] < want:
-            if time.perf_counter() - t0 > 300:
-                raise SystemExit(f"only {got[1] - start_count} of {want - start_count} changes"
-                                 " arrived within 300 s")
-            await asyncio.sleep(0.02)
+        got = await drained(client, start_count + changes * subs, t0)
         elapsed = time.perf_counter() - t0
-    await svc.close()
-    await close_storage(storage)
+    await run.close()
     return changes * subs / elapsed, (got[0] - start_notes) / elapsed
 
 
 async def write_rate(url: str, port: int, subs: int,
-                     seconds: float) -> tuple[float, float, float]:
-    """Writes/s over ``seconds``, and changes/s and notifications/s the receiver got in that
-    window."""
-    storage, svc = await open_service(url)
+                     seconds: float) -> tuple[float, float, float, float]:
+    """Writes/s over ``seconds``; changes/s and notifications/s the receiver got in that
+    window; and changes/s delivered after it until the receiver had every change."""
+    run = Measurement(url)
+    storage, svc = await run.open()
     tenant = f"w{subs}x{os.getpid()}"
     await storage.write([WriteOp(tenant, entity(i).id, ops.create_entity(entity(i)))
                          for i in range(1000)])
     await subscribe(svc, tenant, f"http://127.0.0.1:{port}/notify", subs)
+    if subs:
+        await run.start_delivery()
     done = 0
     stop = time.perf_counter() + seconds
 
@@ -203,8 +277,12 @@ async def write_rate(url: str, port: int, subs: int,
         i = k
         while time.perf_counter() < stop:
             e = entity(i % 1000)
-            e.attrs[TEMP] = [{"type": "Property", "value": i}]
-            await storage.write([WriteOp(tenant, e.id, ops.update_attrs(e.attrs))])
+            # Never the value the entity was created with: every write is a change.
+            e.attrs[TEMP] = [{"type": "Property", "value": -1 - i}]
+            outcome = (await storage.write([WriteOp(tenant, e.id,
+                                                   ops.update_attrs(e.attrs))]))[0]
+            if isinstance(outcome, Exception):  # a failed write is no write (and no change)
+                raise SystemExit(f"a write failed: {outcome!r}")
             done += 1
             i += 64
 
@@ -214,10 +292,12 @@ async def write_rate(url: str, port: int, subs: int,
         await asyncio.gather(*(caller(k) for k in range(64)))
         elapsed = time.perf_counter() - t0
         after = await received(client)
-    await svc.close()
-    await close_storage(storage)
+        t1 = time.perf_counter()
+        final = await drained(client, before[1] + done * subs, t1)
+        drain = time.perf_counter() - t1
+    await run.close()
     return (done / elapsed, (after[1] - before[1]) / elapsed,
-            (after[0] - before[0]) / elapsed)
+            (after[0] - before[0]) / elapsed, (final[1] - after[1]) / drain if drain else 0.0)
 
 
 async def measure(url: str, port: int, args: argparse.Namespace) -> None:
@@ -226,27 +306,28 @@ async def measure(url: str, port: int, args: argparse.Namespace) -> None:
     # The baseline and the loaded case alternate, round after round and in ABBA order (odd
     # rounds measure the baseline first, even rounds second), so that whatever else the machine
     # does weighs on both alike and a drift cancels out; each round gives one ratio.
-    rounds: list[tuple[float, float, float, float]] = []
+    rounds: list[tuple[float, float, float, float, float]] = []
     for n in range(args.rounds):
         if n % 2 == 0:
-            base, _, _ = await write_rate(url, port, 0, args.seconds)
-            loaded, sent, notes = await write_rate(url, port, 10, args.seconds)
+            base = (await write_rate(url, port, 0, args.seconds))[0]
+            loaded, sent, notes, after = await write_rate(url, port, 10, args.seconds)
         else:
-            loaded, sent, notes = await write_rate(url, port, 10, args.seconds)
-            base, _, _ = await write_rate(url, port, 0, args.seconds)
-        rounds.append((base, loaded, sent, notes))
-    ratios = sorted(loaded / base for base, loaded, _, _ in rounds)
+            loaded, sent, notes, after = await write_rate(url, port, 10, args.seconds)
+            base = (await write_rate(url, port, 0, args.seconds))[0]
+        rounds.append((base, loaded, sent, notes, after))
+    ratios = sorted(r[1] / r[0] for r in rounds)
     median = ratios[len(ratios) // 2]
-    print(f"\n| {args.engine}, at most {MAX_ENTITIES[0]} entities per notification | figure |"
-          " target |")
+    print(f"\n| {args.engine}, notify mode {MODE[0]}, at most {MAX_ENTITIES[0]} entities per"
+          " notification | figure | target |")
     print("| --- | ---: | --- |")
     for subs, (changes, notes) in ((1, one), (10, ten)):
         print(f"| changes delivered/s, {subs} subscription{'s' if subs > 1 else ''}"
               f" (notifications/s) | {changes:,.0f} ({notes:,.0f}) | ≥ 2,000 |")
-    for n, (base, loaded, sent, notes) in enumerate(rounds, 1):
+    for n, (base, loaded, sent, notes, after) in enumerate(rounds, 1):
         print(f"| round {n}: writes/s none → 10 matching subscriptions (changes/s delivered"
-              f" meanwhile, in notifications/s) | {base:,.0f} → {loaded:,.0f} ({sent:,.0f} in"
-              f" {notes:,.0f}) | {loaded / base:.0%} |")
+              f" meanwhile, in notifications/s; changes/s after the window) | {base:,.0f} →"
+              f" {loaded:,.0f} ({sent:,.0f} in {notes:,.0f}; {after:,.0f}) |"
+              f" {loaded / base:.0%} |")
     print(f"| write rate with 10 vs none, median of {len(rounds)} (range) | {median:.0%}"
           f" ({ratios[0]:.0%}–{ratios[-1]:.0%}) | ≥ 80% |")
 
@@ -262,11 +343,15 @@ def main() -> None:
     parser.add_argument("--max-entities", type=int, default=100,
                         help="NAKHON_NOTIFICATION_MAX_ENTITIES: most entities per notification "
                              "(the platform's default: 100; 1 = one change per notification)")
+    parser.add_argument("--notify-mode", choices=["process", "inline"], default="process",
+                        help="NAKHON_NOTIFY_MODE: deliver from a `nakhon notify` child process "
+                             "(process, the high-rate deployment) or in the measured process")
     parser.add_argument("--rounds", type=int, default=5,
                         help="alternating rounds of the write-rate measurement")
     args = parser.parse_args()
     MAX_DELAY[0] = args.max_delay
     MAX_ENTITIES[0] = args.max_entities
+    MODE[0] = args.notify_mode
     tmp = tempfile.mkdtemp(prefix="nakhon-bench-")
     if args.engine == "sqlite":
         url = f"sqlite:///{tmp}/bench.db"

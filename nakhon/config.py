@@ -75,6 +75,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("notify_poll_interval", float, 0.025,
             "Seconds between the delivering process's checks for new outbox rows "
             "(`process`/`external` modes): the latency it adds to a notification."),
+    Setting("notify_nice", int, 10,
+            "CPU priority that `nakhon notify` gives itself (added to its niceness, 0-19): "
+            "when the machine's CPU is short, the serving process's writes go first and "
+            "delivery takes what is left (it lags, and catches up when the load drops); on an "
+            "idle machine it changes nothing. 0: same priority as the server."),
     Setting("write_batch_max", int, 512,
             "Most write operations the writer commits in one transaction (group commit)."),
     Setting("mqtt_url", str, "",

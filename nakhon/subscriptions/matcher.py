@@ -265,7 +265,9 @@ class OutboxHook:
             return ()
         self._pending |= fired_all
         subs = "," + ",".join(map(str, sorted(fired_all))) + ","
-        payload = orjson.dumps({"changes": out})
+        # "busy" first (a delivering process of its own reads it from the payload's start:
+        # writes first, nakhon.subscriptions.process).
+        payload = orjson.dumps({"busy": 1, "changes": out} if self.busy() else {"changes": out})
         return (HookRows(OUTBOX_TABLE, OUTBOX_COLUMNS, [(subs, payload, now)]),)
 
     def _match(self, tindex: TenantIndex, outcome: Outcome,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -29,6 +30,9 @@ async def run_notifier(settings: Settings, echo: Callable[[str], None] | None = 
     from nakhon.storage import storage_for
     from nakhon.subscriptions.service import SubscriptionService
 
+    if settings.notify_nice > 0:  # writes first, by the kernel's scheduler
+        with contextlib.suppress(OSError):
+            os.nice(min(19, settings.notify_nice))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

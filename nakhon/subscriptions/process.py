@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -180,6 +181,9 @@ class AckBuffer:
     async def last_seq(self) -> int:
         return await self.store.last_seq()
 
+    async def newest(self) -> tuple[int, bytes]:
+        return await self.store.newest()
+
     async def pending(self) -> set[int]:
         return await self.store.pending()
 
@@ -187,9 +191,27 @@ class AckBuffer:
         return await self.store.version()
 
 
+class WriterBusy:
+    """Is the serving process's writer busy? Its outbox hook marks the rows it writes while
+    writes queue (``{"busy":1,...}``); a delivering process of its own then yields to it
+    (the writes-first pacing of ``nakhon.subscriptions.pacing``) for ``hold`` seconds after
+    the newest such row it saw."""
+
+    def __init__(self, hold: float = 0.25) -> None:
+        self.hold = hold
+        self.until = 0.0
+
+    def saw(self, head: bytes) -> None:
+        if head.startswith(b'{"busy":1'):
+            self.until = time.monotonic() + self.hold
+
+    def __call__(self) -> bool:
+        return time.monotonic() < self.until
+
+
 async def watch_outbox(store: SubStore, leading: asyncio.Event,
                        wake: Callable[[], None], refresh: Callable[[], Awaitable[None]],
-                       interval: float, refresh_every: float = 0.5) -> None:
+                       interval: float, busy: WriterBusy, refresh_every: float = 0.5) -> None:
     """Wake every worker when rows were committed (by any process), and pick up subscription
     edits, for as long as this process delivers (see the module docstring)."""
     seen = -1
@@ -198,7 +220,9 @@ async def watch_outbox(store: SubStore, leading: asyncio.Event,
     while True:
         await leading.wait()
         try:
-            last = await store.last_seq()
+            last, head = await store.newest()
+            if last != seen:  # a new row: was its writer busy?
+                busy.saw(head)
             if loop.time() >= next_refresh:  # also starts the workers of new subscriptions
                 next_refresh = loop.time() + refresh_every
                 await refresh()

@@ -25,7 +25,7 @@ from nakhon.subscriptions.model import (
     parse_subscription,
     stored_doc,
 )
-from nakhon.subscriptions.process import AckBuffer, lock_for, watch_outbox
+from nakhon.subscriptions.process import AckBuffer, WriterBusy, lock_for, watch_outbox
 from nakhon.subscriptions.store import PgSubStore, Stats, StoredSub, SubStore, store_for
 
 log = get_logger("nakhon.subscriptions")
@@ -105,9 +105,10 @@ class SubscriptionService:
                 self.dispatcher.refresh = self._refresh
         else:
             dispatcher = self.dispatcher
+            busy = dispatcher.pacer.busy = WriterBusy()  # writes first, across processes
             self._tasks.append(loop.create_task(watch_outbox(
                 self.store, dispatcher.leader, lambda: dispatcher.wake(set(self.registry.by_pk)),
-                self._refresh, self.poll_interval)))
+                self._refresh, self.poll_interval, busy)))
         self._lock = lock_for(self.storage)
         if self._lock is not None:  # one delivering process per database
             self.dispatcher.elect = self._elect

@@ -80,6 +80,7 @@ class SubStore(Protocol):
     async def ack_many(self, acks: Sequence[tuple[int, int, Stats]]) -> None: ...
     async def stats(self) -> dict[int, Stats]: ...
     async def last_seq(self) -> int: ...
+    async def newest(self) -> tuple[int, bytes]: ...
     async def pending(self) -> set[int]: ...
     async def collect(self, below: int) -> None: ...
     async def version(self) -> str: ...
@@ -168,6 +169,8 @@ _PENDING = "SELECT seq, subs FROM notification_outbox"
 _STATS = ("SELECT pk, times_sent, times_failed, last_notification, last_success, last_failure"
           " FROM subscriptions")
 _LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM notification_outbox"
+# The newest row's seq and its payload's first bytes (``{"busy":1`` from a busy writer).
+_NEWEST = "SELECT seq, {} FROM notification_outbox ORDER BY seq DESC LIMIT 1"
 _NEW_CURSOR = "(SELECT coalesce(max(seq), 0) FROM notification_outbox)"
 
 
@@ -255,6 +258,11 @@ class SqliteSubStore:
         row = await self._read(lambda c: c.execute(_LAST_SEQ).fetchone())
         return int(row[0])
 
+    async def newest(self) -> tuple[int, bytes]:
+        row = await self._read(
+            lambda c: c.execute(_NEWEST.format("substr(payload, 1, 9)")).fetchone())
+        return (int(row[0]), bytes(row[1])) if row else (0, b"")
+
     async def pending(self) -> set[int]:
         def go(c: sqlite3.Connection) -> set[int]:
             cursors = dict(c.execute("SELECT pk, delivered_seq FROM subscriptions").fetchall())
@@ -331,6 +339,10 @@ class PgSubStore:
 
     async def last_seq(self) -> int:
         return int(await self._pool.fetchval(_LAST_SEQ))
+
+    async def newest(self) -> tuple[int, bytes]:
+        row = await self._pool.fetchrow(_NEWEST.format("substring(payload from 1 for 9)"))
+        return (int(row[0]), bytes(row[1])) if row else (0, b"")
 
     async def pending(self) -> set[int]:
         async with self._pool.acquire() as conn:
