@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import shutil
@@ -121,6 +122,7 @@ def entity(i: int) -> Entity:
 MAX_DELAY = [2.0]  # NAKHON_NOTIFICATION_MAX_DELAY for this run (--max-delay)
 MAX_ENTITIES = [100]  # NAKHON_NOTIFICATION_MAX_ENTITIES for this run (--max-entities)
 MODE = ["process"]  # --notify-mode
+CHILDREN: list[asyncio.subprocess.Process] = []  # stopped at the end, whatever happened
 
 
 class Measurement:
@@ -151,12 +153,14 @@ class Measurement:
         if MODE[0] != "process":
             return
         url = self.url if self.url.startswith("postgresql") else f"sqlite:///{self.storage.path}"
-        env = {**os.environ, "NAKHON_LOG_LEVEL": "warning",
+        env = {**os.environ, "NAKHON_LOG_LEVEL": "error",  # its stdout is read once
                "NAKHON_NOTIFICATION_MAX_DELAY": str(MAX_DELAY[0]),
-               "NAKHON_NOTIFICATION_MAX_ENTITIES": str(MAX_ENTITIES[0])}
+               "NAKHON_NOTIFICATION_MAX_ENTITIES": str(MAX_ENTITIES[0]),
+               "NAKHON_NOTIFY_PARENT": str(os.getpid())}  # it stops if this run dies
         self.child = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "nakhon", "notify", "--database-url", url, env=env,
             stdout=asyncio.subprocess.PIPE)
+        CHILDREN.append(self.child)
         assert self.child.stdout is not None
         line = await self.child.stdout.readline()
         if not line.startswith(b"nakhon notify: delivering"):
@@ -365,6 +369,10 @@ def main() -> None:
     try:
         asyncio.run(measure(url, port, args))
     finally:
+        for child in CHILDREN:
+            if child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.kill()
         receiver.kill()
         shutil.rmtree(tmp, ignore_errors=True)  # the SQLite files are gone already; the folder too
 

@@ -20,6 +20,20 @@ from nakhon.core.logs import get_logger
 
 log = get_logger("nakhon.subscriptions.notifier")
 
+PARENT_ENV = "NAKHON_NOTIFY_PARENT"  # set by NotifierChild: the serving process's pid
+
+
+async def _orphaned(parent: int, stop: asyncio.Event) -> None:
+    """A child of ``nakhon serve`` stops when its server is gone (even killed by SIGKILL): a
+    restarted server starts a child of its own, which must not wait behind an orphan."""
+    while True:
+        await asyncio.sleep(1.0)
+        if os.getppid() != parent:
+            break
+    stop.set()
+    with contextlib.suppress(OSError):  # its output may have gone with it (a broken pipe)
+        log.warning("the server that started this process is gone; stopping")
+
 
 async def run_notifier(settings: Settings, echo: Callable[[str], None] | None = None,
                        stop: asyncio.Event | None = None) -> None:
@@ -51,6 +65,8 @@ async def run_notifier(settings: Settings, echo: Callable[[str], None] | None = 
                               max_delay=settings.notification_max_delay,
                               max_entities=settings.notification_max_entities,
                               role="deliverer", poll_interval=settings.notify_poll_interval)
+    parent = int(os.environ.get(PARENT_ENV, "0") or 0)
+    watch = loop.create_task(_orphaned(parent, stop)) if parent else None
     try:
         await svc.open()
         assert svc.dispatcher is not None
@@ -62,6 +78,8 @@ async def run_notifier(settings: Settings, echo: Callable[[str], None] | None = 
         await stopping
         leading.cancel()
     finally:
+        if watch is not None:
+            watch.cancel()
         await svc.close()
         await resolver.aclose()
         await storage.close()
@@ -82,8 +100,15 @@ class NotifierChild:
                 "--database-url", self.settings.resolved_database_url,
                 "--data-dir", str(self.settings.data_dir)]
 
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        # A session of its own: a terminal's Ctrl-C reaches the server only, which then stops
+        # the child (instead of seeing it die and starting it again).
+        return await asyncio.create_subprocess_exec(
+            *self.command(), env={**os.environ, PARENT_ENV: str(os.getpid())},
+            start_new_session=True)
+
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(*self.command())
+        self.process = await self._spawn()
         self._task = asyncio.get_running_loop().create_task(self._supervise(),
                                                             name="nakhon-notify-child")
 
@@ -96,7 +121,7 @@ class NotifierChild:
             log.error("the notification process stopped; starting it again", exit_code=code)
             await asyncio.sleep(self.restart_after)
             if not self.stopped():
-                self.process = await asyncio.create_subprocess_exec(*self.command())
+                self.process = await self._spawn()
 
     def stopped(self) -> bool:
         return self._stopping

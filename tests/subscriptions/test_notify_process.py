@@ -11,6 +11,7 @@ delivering process mid-stream loses nothing (another one takes over: at least on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -77,6 +78,15 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:
         proc.kill()
     await proc.wait()
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for a parent that no longer reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _first_positions(entities: list[dict[str, Any]]) -> dict[str, int]:
@@ -187,3 +197,37 @@ async def test_serve_starts_and_stops_its_delivering_process(
     finally:
         if not stopped:
             await gen.aclose()
+
+
+async def test_a_child_stops_when_its_server_is_killed(tmp_path: Path) -> None:
+    """``nakhon notify`` started by a server (NAKHON_NOTIFY_PARENT) stops when that server dies
+    without stopping it (SIGKILL): a restarted server must not wait behind an orphan."""
+    url = f"sqlite:///{tmp_path / 'nakhon.db'}"
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c",
+        "import os, subprocess, sys\n"
+        "env = {**os.environ, 'NAKHON_NOTIFY_PARENT': str(os.getpid()),"
+        " 'NAKHON_LOG_LEVEL': 'warning'}\n"
+        "p = subprocess.Popen([sys.executable, '-m', 'nakhon', 'notify', '--database-url',"
+        f" {url!r}], env=env, stdout=subprocess.PIPE)\n"
+        "print(p.pid, flush=True)\n"
+        "sys.stdout.buffer.write(p.stdout.readline()); sys.stdout.flush()\n"
+        "p.wait()\n",
+        stdout=asyncio.subprocess.PIPE)
+    assert parent.stdout is not None
+    child = int(await asyncio.wait_for(parent.stdout.readline(), 30))
+    try:
+        assert (await asyncio.wait_for(parent.stdout.readline(), 30)).startswith(DELIVERING)
+        parent.kill()
+        await parent.wait()
+        for _ in range(100):
+            if not _alive(child):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("nakhon notify outlived the server that started it")
+    finally:
+        if parent.returncode is None:
+            parent.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
