@@ -231,3 +231,43 @@ async def test_a_child_stops_when_its_server_is_killed(tmp_path: Path) -> None:
             parent.kill()
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)
+
+
+async def test_api_updates_and_deletions_reach_the_delivering_process(
+    db_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    other = Receiver()
+    await other.start()
+    gen = _server(db_url, tmp_path, "external")
+    client = await gen.__anext__()
+    proc = await _notify(db_url, tmp_path)
+    try:
+        assert await _delivering(proc, 30)
+        r = await client.post(SUBS, json=subscription(receiver.url), headers=H)
+        assert r.status_code == 201, r.text
+        sub_id = r.headers["Location"].rsplit("/", 1)[-1]
+        r = await client.post(ENTITIES, json=sensor("urn:u:1", 1), headers=H)
+        assert r.status_code == 201
+        await receiver.wait_for_entities(1, seconds=15)
+        # A new endpoint, through the server's API: the delivering process follows it.
+        r = await client.patch(f"{SUBS}/{sub_id}", headers=H,
+                               json={"notification": {"endpoint": {"uri": other.url}}})
+        assert r.status_code == 204, r.text
+        await asyncio.sleep(1.0)  # the deliverer looks for edits every 0.5 s
+        r = await client.post(ENTITIES, json=sensor("urn:u:2", 2), headers=H)
+        assert r.status_code == 201
+        got = await other.wait_for_entities(1, seconds=15)
+        assert [e["id"] for e in got] == ["urn:u:2"]
+        assert [e["id"] for e in receiver.entities()] == ["urn:u:1"]
+        # Deleted through the API: nothing more is sent.
+        r = await client.delete(f"{SUBS}/{sub_id}", headers=H)
+        assert r.status_code == 204
+        await asyncio.sleep(1.0)
+        r = await client.post(ENTITIES, json=sensor("urn:u:3", 3), headers=H)
+        assert r.status_code == 201
+        await other.quiet(1.0)
+        assert [e["id"] for e in other.entities()] == ["urn:u:2"]
+    finally:
+        await _stop(proc)
+        await gen.aclose()
+        await other.stop()
