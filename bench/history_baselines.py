@@ -12,8 +12,8 @@ transaction, with the engine's plain bulk statement and, on PostgreSQL, COPY:
   (series id instead of the three strings, and on SQLite the derived columns precomputed), no
   index: shown so that what the smaller rows gain is visible on its own.
 * **same** — a copy of ``attr_history`` made from its own DDL (SQLite) or ``LIKE … INCLUDING
-  ALL`` (PostgreSQL), with its indexes (and on PostgreSQL its generated columns and ``hid``
-  identity), rows in that layout: what the engine needs for these rows alone.
+  ALL`` (PostgreSQL), with its indexes (and on PostgreSQL its ``hid`` identity), rows in that
+  layout with the derived columns the writers send: what the engine needs for these rows alone.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ from typing import Any
 import asyncpg
 import orjson
 
-from nakhon.storage.sqlite.series import instant_ms, numeric, short_text
+from nakhon.storage.rows import numeric
+from nakhon.storage.sqlite.series import instant_ms, short_text
 
 CHUNK = 50_000
 COLUMNS = ["tenant", "entity_id", "attr", "dataset_id", "observed_at", "modified_at", "instance"]
 SERIES_COLUMNS = ["sid", "dataset_id", "observed_at", "modified_at", "instance"]
 SQLITE_DERIVED = ["ts_ms", "num", "deleted", "txt"]
+PG_DERIVED = ["ts", "num", "deleted"]
 
 
 def _insert(table: str, columns: list[str], marker: str = "?") -> str:
@@ -55,6 +57,12 @@ def _sqlite_series_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         inst = orjson.loads(r[4])
         out.append((*r, ts, numeric(inst), 0, short_text(inst)))
     return out
+
+
+def _pg_derived(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The series layout with the derived columns PostgreSQL's writer adds (migration 0009)."""
+    return [(*r, r[2] if r[2] is not None else r[3], numeric(orjson.loads(r[4])), False)
+            for r in rows]
 
 
 Seconds = tuple[float, float]
@@ -155,7 +163,7 @@ async def postgres_baselines(dsn: str, rows: list[tuple[Any, ...]]) -> dict[str,
             ("bare, executemany", bare, COLUMNS, pg, False),
             ("bare, COPY", bare, COLUMNS, pg, True),
             ("bare, series layout, COPY", bare_series, SERIES_COLUMNS, series, True),
-            ("same, COPY", same, SERIES_COLUMNS, series, True),
+            ("same, COPY", same, SERIES_COLUMNS + PG_DERIVED, _pg_derived(series), True),
         ):
             await conn.execute(ddl.format(t="raw_bench"))
             try:

@@ -10,7 +10,8 @@ value rules per device type (``bench_kpi.value``; the random draws come from the
 generator, not Python's), one transaction per day, devices in order and each device's readings
 in time order (as the backfill writes them, so ``hid`` follows time). The engine computes its
 derived columns (on SQLite written as the writer writes them: effective time, number, marker
-flag) and index entries as for any insert. Only entity state is not written here:
+flag; on PostgreSQL, since migration 0009, the same three from SQL) and index entries as
+for any insert. Only entity state is not written here:
 the newest day goes through the real write path afterwards, which creates every entity with
 its current value, exactly as a backfill would.
 """
@@ -125,20 +126,24 @@ async def postgres_fill(
             tenant,
         )
         sql = f"""
-            INSERT INTO attr_history (sid, dataset_id, observed_at, modified_at, instance)
-            SELECT h.sid, NULL, s.ts, $3,
+            INSERT INTO attr_history
+                (sid, dataset_id, observed_at, modified_at, instance, ts, num, deleted)
+            SELECT sid, NULL, ts, $3, instance, ts,
+                CASE WHEN jsonb_typeof(instance -> 'value') = 'number'
+                     THEN (instance -> 'value')::double precision END, false
+            FROM (SELECT d.n, s.k, h.sid, s.ts,
                 jsonb_build_object('type', 'Property', 'value', {_PG_VALUE},
                     'observedAt', to_char(s.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
                     'createdAt', $4::text, 'modifiedAt', $4::text)
                 || CASE WHEN d.etype = 'OffStreetParking' AND s.k = {PER_DAY - 1}
                    THEN '{{"totalSpotNumber": {{"type": "Property", "value": 200}}}}'::jsonb
-                   ELSE '{{}}'::jsonb END
+                   ELSE '{{}}'::jsonb END AS instance
             FROM fill_dev d
             JOIN history_series h ON h.tenant = $1 AND h.entity_id = d.eid AND h.attr = d.attr
             CROSS JOIN (
                 SELECT k, $2::timestamptz + k * interval '5 minutes' AS ts
-                FROM generate_series(0, {PER_DAY - 1}) AS k) s
-            ORDER BY d.n, s.k"""
+                FROM generate_series(0, {PER_DAY - 1}) AS k) s) x
+            ORDER BY n, k"""
         t = time.perf_counter()
         for i, day in enumerate(days):
             async with conn.transaction():

@@ -13,6 +13,15 @@ from nakhon.storage.base import Outcome
 from nakhon.storage.history_base import ENTITY_MARKER, null_instance
 
 
+def numeric(inst: Instance) -> float | None:
+    """The value when it is a JSON number (booleans are not), else None: the ``num`` column of
+    a history row on both engines, written by the writer."""
+    value = inst.get("value")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 def utc_now() -> str:
     """The current time as NGSI-LD DateTime text (UTC, milliseconds, ``Z``)."""
     now = datetime.now(UTC)

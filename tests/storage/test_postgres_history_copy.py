@@ -28,9 +28,10 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _decode(row: bytes) -> tuple[Any, ...]:
-    """One binary COPY row of HISTORY_COLUMNS → (sid, dataset, observed, modified, instance)."""
+    """One binary COPY row of HISTORY_COLUMNS → (sid, dataset, observed, modified, instance,
+    ts, num, deleted)."""
     count, = struct.unpack_from("!h", row)
-    assert count == 5
+    assert count == 8
     pos, fields = 2, []
     for _ in range(count):
         size, = struct.unpack_from("!i", row, pos)
@@ -38,15 +39,17 @@ def _decode(row: bytes) -> tuple[Any, ...]:
         fields.append(None if size < 0 else row[pos:pos + size])
         pos += max(size, 0)
     assert pos == len(row)
-    sid, dataset, observed, modified, doc = fields
+    sid, dataset, observed, modified, doc, ts, num, deleted = fields
 
     def at(raw: bytes | None) -> datetime | None:
         return None if raw is None else EPOCH + timedelta(
             microseconds=struct.unpack("!q", raw)[0])
 
     assert sid is not None and doc is not None and doc[:1] == b"\x01"
+    assert ts is not None and deleted in (b"\x00", b"\x01")
     return (struct.unpack("!i", sid)[0], None if dataset is None else dataset.decode(),
-            at(observed), at(modified), orjson.loads(doc[1:]))
+            at(observed), at(modified), orjson.loads(doc[1:]), at(ts),
+            None if num is None else struct.unpack("!d", num)[0], deleted == b"\x01")
 
 
 def test_rows_encode_each_time_once_and_keep_odd_ones() -> None:
@@ -65,6 +68,8 @@ def test_rows_encode_each_time_once_and_keep_odd_ones() -> None:
         (HUM, {"value": 6}),
         (HUM, {"value": "ไทย", "observedAt": "1999-12-31T23:59:59.999999",
                "datasetId": "urn:ds:ข"}),
+        (HUM, {"value": True, "observedAt": "2024-05-01T10:00:00Z"}),
+        (HUM, {"type": "Property", "value": "urn:ngsi-ld:null", "deletedAt": now}),
     ]
     out: list[bytes] = []
     history_copy(out, sids, "", "urn:e:1", changed, now, time_field(now), times)
@@ -78,8 +83,15 @@ def test_rows_encode_each_time_once_and_keep_odd_ones() -> None:
         (8, None, None, now_dt),
         (8, None, None, now_dt),
         (8, "urn:ds:ข", datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), now_dt),
+        (8, None, ten, now_dt),
+        (8, None, None, now_dt),
     ]
     assert [r[4] for r in rows] == [inst for _, inst in changed]
+    # The derived columns (migration 0009): observedAt else modifiedAt; numbers but not
+    # booleans or strings; the deletion marker.
+    assert [r[5] for r in rows] == [r[2] if r[2] is not None else r[3] for r in rows]
+    assert [r[6] for r in rows] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, None, None, None]
+    assert [r[7] for r in rows] == [False] * 8 + [True]
     assert set(times) == {"2024-05-01T10:00:00Z", "2024-05-01T17:05:00+07:00", "not a time",
                           "1999-12-31T23:59:59.999999"}
 
@@ -143,7 +155,10 @@ async def test_the_server_reads_back_what_was_written(store: PostgresStorage) ->
 async def test_a_row_that_cannot_be_encoded_fails_only_its_own_operation(
     store: PostgresStorage,
 ) -> None:
-    bad = {TEMP: [{"type": "Property", "value": "\ud800", "observedAt": "2024-05-01T10:00:00Z"}]}
+    # Five good rows before the bad one: nothing of the operation may be kept.
+    bad = {TEMP: [*({"type": "Property", "value": k, "observedAt": f"2024-05-01T10:0{k}:00Z"}
+                    for k in range(5)),
+                  {"type": "Property", "value": "\ud800", "observedAt": "2024-05-01T10:06:00Z"}]}
     good = {TEMP: [{"type": "Property", "value": 1, "observedAt": "2024-05-01T10:00:00Z"}]}
 
     def for_entity(eid: str, instances: dict[str, list[dict[str, Any]]]) -> Mutation:

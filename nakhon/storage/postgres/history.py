@@ -1,8 +1,9 @@
 """Temporal history on PostgreSQL: the read side and temporal provision (``history_base``).
 
 Each row has ``hid`` (identity), its series ``sid`` (``history_series``: tenant, entity,
-attribute; migration 0006), and as generated columns ``ts`` (observedAt, else modification
-time), ``num`` (the value when a JSON number) and ``deleted``, with a covering index on
+attribute; migration 0006), and the columns the writer derives from the instance (migration
+0009) ``ts`` (observedAt, else modification time), ``num`` (the value when a JSON number) and
+``deleted``, with a BRIN index on ``hid`` and a covering index on
 ``(sid, ts) INCLUDE (num, dataset_id, deleted)``: instance reads are index range scans with a
 LIMIT per pair (``LATERAL``), and aggregation is an index-only scan grouped by ``date_bin`` —
 all in one statement per request, the series looked up through their unique key. Indicator
@@ -27,6 +28,7 @@ from nakhon.storage.history_base import (
     Selector,
     StoredInstance,
 )
+from nakhon.storage.rows import numeric
 
 from .codec import parse_time
 from .history_deleted import attrs_of, deleted_entities
@@ -267,7 +269,8 @@ async def replace_instance(
     pool: asyncpg.Pool, tenant: str, entity_id: str, attr: str, hid: int, inst: Instance
 ) -> bool:
     status = await pool.execute(
-        "UPDATE attr_history SET instance = $5, observed_at = $6, dataset_id = $7"
+        "UPDATE attr_history SET instance = $5, observed_at = $6, dataset_id = $7,"
+        " ts = coalesce($6, modified_at), num = $8, deleted = $9"
         f" WHERE hid = $1 AND sid = {_SID}",
         hid,
         tenant,
@@ -276,6 +279,8 @@ async def replace_instance(
         inst,
         parse_time(inst.get("observedAt")),
         inst.get("datasetId"),
+        numeric(inst),
+        "deletedAt" in inst,
     )
     return _count(status) > 0
 

@@ -155,17 +155,19 @@ async def value_drops(pool: asyncpg.Pool, query: DropQuery) -> list[DropRow]:
 
 
 async def mark(pool: asyncpg.Pool) -> int:
-    """The greatest committed hid once no insert is in flight.
+    """The last hid drawn, once no insert is in flight: every row written later has a greater
+    hid.
 
     hid comes from a sequence, so a transaction still running could commit a smaller hid
-    after a plain ``max(hid)`` is read. SHARE mode conflicts with the ROW EXCLUSIVE lock every
+    after the mark is read. SHARE mode conflicts with the ROW EXCLUSIVE lock every
     INSERT/COPY holds until it ends (taken before its hid is drawn): waiting for it means every
-    hid drawn so far is committed or rolled back, and later ones are greater. Writers wait
-    only for the index lookup of max(hid)."""
+    hid drawn so far is committed or rolled back, and later ones are greater. The sequence
+    itself is read, not ``max(hid)``: the hid index is a BRIN index (migration 0009), which
+    has no cheap maximum. Writers wait only for that one-row read."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("LOCK TABLE attr_history IN SHARE MODE")
-        value = await conn.fetchval("SELECT coalesce(max(hid), 0) FROM attr_history")
-    return int(value)
+        row = await conn.fetchrow("SELECT last_value, is_called FROM attr_history_hid_seq")
+    return int(row["last_value"]) if row["is_called"] else int(row["last_value"]) - 1
 
 
 async def written_after(pool: asyncpg.Pool, query: WrittenQuery) -> set[int]:

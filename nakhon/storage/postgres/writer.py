@@ -31,17 +31,14 @@ from nakhon.storage.hooks import Change, HookRows, WriteHook
 from nakhon.storage.rows import deletion_markers, geo_unchanged
 
 from .codec import (
-    COPY_HEADER,
-    COPY_TRAILER,
     ENTITY_COLUMNS,
     HISTORY_COLUMNS,
     SeriesKey,
     geo_rows,
     geo_values,
-    history_copy,
+    history_source,
     now_iso,
     row_to_entity,
-    time_field,
 )
 
 log = logging.getLogger(__name__)
@@ -448,21 +445,14 @@ class Writer:
             await conn.execute(_TENANTS, sorted(plan.tenants))
         if plan.history:
             sids = await self._series(conn, plan)
-            now_field = time_field(plan.now)
-            times: dict[str, bytes] = {}
-            data = [COPY_HEADER]
             try:
-                for tenant, entity_id, written in plan.history:
-                    history_copy(data, sids, tenant, entity_id, written, plan.now, now_field,
-                                 times)
-            except (TypeError, ValueError) as exc:  # a value JSON or UTF-8 cannot carry
+                source = history_source(plan.history, sids, plan.now)
+                await conn.copy_to_table("attr_history", source=source,
+                                         columns=HISTORY_COLUMNS, format="binary")
+            except (TypeError, ValueError, OverflowError) as exc:  # JSON, UTF-8 or float8 can't
                 # As when asyncpg encoded the rows: a data error, so each op is retried alone
                 # and only the offending one fails, as BadRequestData (_commit_batch).
                 raise asyncpg.exceptions.DataError(f"history row: {exc}") from exc
-            data.append(COPY_TRAILER)
-            # A memoryview: asyncpg would take bytes for a file name.
-            await conn.copy_to_table("attr_history", source=memoryview(b"".join(data)),
-                                     columns=HISTORY_COLUMNS, format="binary")
 
     async def _series(self, conn: asyncpg.Connection, plan: _Plan) -> dict[SeriesKey, int]:
         """The series id of every (tenant, entity, attribute) in ``plan.history``: from the

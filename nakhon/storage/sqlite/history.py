@@ -27,11 +27,12 @@ from nakhon.storage.history_base import (
     Selector,
     StoredInstance,
 )
+from nakhon.storage.rows import numeric
 
 from .history_deleted import attrs_of, deleted_entities
 from .history_kpi import mark, state_durations, value_drops, value_histogram, written_after
 from .history_sql import TIME, from_ms, ms_of, renumber, to_ms, window_sql
-from .series import SID, instant_ms, numeric, short_text, sid_sql
+from .series import SID, instant_ms, short_text, sid_sql
 
 __all__ = [
     "aggregate",

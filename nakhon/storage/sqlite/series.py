@@ -21,7 +21,7 @@ import orjson
 
 from nakhon.broker.model import Instance
 from nakhon.storage.base import Outcome
-from nakhon.storage.rows import deletion_markers
+from nakhon.storage.rows import deletion_markers, numeric
 
 Key = tuple[str, str, str]
 """(tenant, entity id, attribute IRI)."""
@@ -72,14 +72,6 @@ def instant_ms(text: object) -> int | None:
         _ms_cache.clear()
     _ms_cache[text] = ms
     return ms
-
-
-def numeric(inst: Instance) -> float | None:
-    """The value when it is a JSON number (booleans are not), else None."""
-    value = inst.get("value")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
 
 
 def short_text(inst: Instance) -> str | None:
