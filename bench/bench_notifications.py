@@ -262,9 +262,11 @@ async def throughput(url: str, port: int, subs: int, changes: int) -> tuple[floa
 
 
 async def write_rate(url: str, port: int, subs: int,
-                     seconds: float) -> tuple[float, float, float, float]:
+                     seconds: float) -> tuple[float, float, float, float, float]:
     """Writes/s over ``seconds``; changes/s and notifications/s the receiver got in that
-    window; and changes/s delivered after it until the receiver had every change."""
+    window; changes/s delivered after it until the receiver had every change; and the
+    measured process's CPU per write in the window, in µs (all its threads: less noisy than
+    the rate on a shared machine, but blind to PostgreSQL's backends)."""
     run = Measurement(url)
     storage, svc = await run.open()
     tenant = f"w{subs}x{os.getpid()}"
@@ -292,16 +294,17 @@ async def write_rate(url: str, port: int, subs: int,
 
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
         before = await received(client)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(caller(k) for k in range(64)))
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         after = await received(client)
         t1 = time.perf_counter()
         final = await drained(client, before[1] + done * subs, t1)
         drain = time.perf_counter() - t1
     await run.close()
     return (done / elapsed, (after[1] - before[1]) / elapsed,
-            (after[0] - before[0]) / elapsed, (final[1] - after[1]) / drain if drain else 0.0)
+            (after[0] - before[0]) / elapsed, (final[1] - after[1]) / drain if drain else 0.0,
+            cpu / done * 1e6)
 
 
 async def measure(url: str, port: int, args: argparse.Namespace) -> None:
@@ -311,14 +314,16 @@ async def measure(url: str, port: int, args: argparse.Namespace) -> None:
     # rounds measure the baseline first, even rounds second), so that whatever else the machine
     # does weighs on both alike and a drift cancels out; each round gives one ratio.
     rounds: list[tuple[float, float, float, float, float]] = []
+    cpus: list[tuple[float, float]] = []  # µs of CPU per write: none, 10 subscriptions
     for n in range(args.rounds):
         if n % 2 == 0:
-            base = (await write_rate(url, port, 0, args.seconds))[0]
-            loaded, sent, notes, after = await write_rate(url, port, 10, args.seconds)
+            base, _, _, _, base_cpu = await write_rate(url, port, 0, args.seconds)
+            loaded, sent, notes, after, cpu = await write_rate(url, port, 10, args.seconds)
         else:
-            loaded, sent, notes, after = await write_rate(url, port, 10, args.seconds)
-            base = (await write_rate(url, port, 0, args.seconds))[0]
+            loaded, sent, notes, after, cpu = await write_rate(url, port, 10, args.seconds)
+            base, _, _, _, base_cpu = await write_rate(url, port, 0, args.seconds)
         rounds.append((base, loaded, sent, notes, after))
+        cpus.append((base_cpu, cpu))
     ratios = sorted(r[1] / r[0] for r in rounds)
     median = ratios[len(ratios) // 2]
     print(f"\n| {args.engine}, notify mode {MODE[0]}, at most {MAX_ENTITIES[0]} entities per"
@@ -334,6 +339,12 @@ async def measure(url: str, port: int, args: argparse.Namespace) -> None:
               f" {loaded / base:.0%} |")
     print(f"| write rate with 10 vs none, median of {len(rounds)} (range) | {median:.0%}"
           f" ({ratios[0]:.0%}–{ratios[-1]:.0%}) | ≥ 80% |")
+    base_cpus = sorted(c[0] for c in cpus)
+    loaded_cpus = sorted(c[1] for c in cpus)
+    print(f"| measured process's CPU per write, none → 10 subscriptions, µs (median of"
+          f" {len(cpus)}; ranges {base_cpus[0]:.0f}–{base_cpus[-1]:.0f} →"
+          f" {loaded_cpus[0]:.0f}–{loaded_cpus[-1]:.0f}) | {base_cpus[len(cpus) // 2]:.0f} →"
+          f" {loaded_cpus[len(cpus) // 2]:.0f} | |")
 
 
 def main() -> None:
