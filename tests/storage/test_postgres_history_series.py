@@ -72,12 +72,12 @@ async def test_series_learnt_in_a_rolled_back_transaction_are_not_cached(
         monkeypatch.setattr(writer_module, "HISTORY_COLUMNS", ("sid", "no_such_column"))
         with pytest.raises(asyncpg.PostgresError):
             await store.write([WriteOp("", "urn:r:1", create(ent("urn:r:1", n=prop(1))))])
-        assert store.writer._sids == {}
+        assert store.writer._sids.known == {}
         assert await store.pool.fetchval("SELECT count(*) FROM history_series") == 0
         monkeypatch.undo()
         await store.write([WriteOp("", "urn:r:1", create(ent("urn:r:1", n=prop(1))))])
         sid = await store.pool.fetchval("SELECT sid FROM history_series")
-        assert store.writer._sids == {("", "urn:r:1", "n"): sid}
+        assert store.writer._sids.known == {("", "urn:r:1", "n"): sid}
         # Another engine on the same schema (a cold cache) appends to the same series.
         other = PostgresStorage(pg_dsn, schema=schema)
         await other.open()

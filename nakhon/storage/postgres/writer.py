@@ -31,7 +31,6 @@ from nakhon.storage.hooks import Change, HookRows, WriteHook
 from nakhon.storage.rows import deletion_markers, geo_unchanged
 
 from .codec import (
-    ENTITY_COLUMNS,
     HISTORY_COLUMNS,
     SeriesKey,
     geo_rows,
@@ -40,6 +39,16 @@ from .codec import (
     now_iso,
     row_to_entity,
 )
+from .entity_sql import (
+    DELETE,
+    GEO_DELETE,
+    GEO_INSERT,
+    INSERT,
+    SELECT_FOR_UPDATE,
+    TENANTS,
+    UPDATE,
+)
+from .series import SeriesCache
 
 log = logging.getLogger(__name__)
 
@@ -54,67 +63,6 @@ _RETRYABLE = (
 )
 _MAX_RETRIES = 5
 _HOOK_LOCK = 0x6E616B686F6F  # "nakhoo": the advisory lock around hook rows (see _run_sql)
-
-_SELECT_FOR_UPDATE = f"""
-SELECT e.pk, e.tenant, {ENTITY_COLUMNS}
-FROM entities e
-JOIN unnest($1::text[], $2::text[]) AS k(tenant, id) ON e.tenant = k.tenant AND e.id = k.id
-ORDER BY e.tenant, e.id
-FOR UPDATE OF e
-"""
-# ORDER BY above: rows are locked in one global order, so two processes cannot deadlock on it.
-
-_INSERT = """
-INSERT INTO entities (tenant, id, type, types, scopes, created_at, modified_at, doc)
-SELECT u.tenant, u.id, coalesce((u.types::text[])[1], ''), u.types::text[],
-       u.scopes::text[], u.created_at, u.modified_at, u.doc
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::jsonb[]) AS u(tenant, id, types, scopes, created_at, modified_at, doc)
-RETURNING pk, tenant, id
-"""
-
-_UPDATE = """
-UPDATE entities e
-SET type = coalesce((u.types::text[])[1], ''), types = u.types::text[],
-    scopes = u.scopes::text[], created_at = u.created_at, modified_at = u.modified_at,
-    doc = u.doc
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
-     AS u(pk, types, scopes, created_at, modified_at, doc)
-WHERE e.pk = u.pk
-"""
-
-_DELETE = "DELETE FROM entities WHERE pk = ANY($1::bigint[])"
-_GEO_DELETE = "DELETE FROM entity_geo WHERE entity_pk = ANY($1::bigint[])"
-_GEO_INSERT = """
-INSERT INTO entity_geo (entity_pk, attr, geom)
-SELECT u.pk, u.attr, ST_GeomFromEWKB(u.wkb)
-FROM unnest($1::bigint[], $2::text[], $3::bytea[]) AS u(pk, attr, wkb)
-"""
-_TENANTS = "INSERT INTO tenants (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING"
-# The series of a batch that the cache lacks, in one statement: those that exist, plus those
-# inserted now. Sorted inserts: two writers creating the same series wait for each other in one
-# order (no deadlock). A series another transaction committed after this statement's snapshot
-# is in neither half (ON CONFLICT waited for it): _SERIES_SELECT, a new snapshot, finds it.
-_SERIES_ENSURE = """
-WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS k(tenant, entity_id, attr)),
-old AS (SELECT s.sid, s.tenant, s.entity_id, s.attr FROM history_series s
-        JOIN k ON s.tenant = k.tenant AND s.entity_id = k.entity_id AND s.attr = k.attr),
-new AS (INSERT INTO history_series (tenant, entity_id, attr)
-        SELECT k.tenant, k.entity_id, k.attr FROM k WHERE NOT EXISTS (SELECT 1 FROM old
-         WHERE old.tenant = k.tenant AND old.entity_id = k.entity_id AND old.attr = k.attr)
-        ORDER BY 1, 2, 3
-        ON CONFLICT DO NOTHING
-        RETURNING sid, tenant, entity_id, attr)
-SELECT sid, tenant, entity_id, attr FROM old UNION ALL SELECT sid, tenant, entity_id, attr FROM new
-"""
-_SERIES_SELECT = """
-SELECT s.sid, s.tenant, s.entity_id, s.attr FROM history_series s
-JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant, entity_id, attr)
-  ON s.tenant = k.tenant AND s.entity_id = k.entity_id AND s.attr = k.attr
-"""
-# Most series ids a writer keeps (about 300 bytes each); past it the cache starts afresh.
-_SID_CACHE_MAX = 262_144
-
 
 @dataclass(slots=True)
 class Pending:
@@ -169,9 +117,7 @@ class Writer:
         self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._known_tenants: set[str] = set()
-        # (tenant, entity id, attr) → history_series.sid; series are never deleted, so an id
-        # stays right across transactions (and other processes).
-        self._sids: dict[SeriesKey, int] = {}
+        self._sids = SeriesCache()  # (tenant, entity id, attr) → history_series.sid
         self.batches = 0  # statistics, for tests and benchmarks
         self.ops_written = 0
 
@@ -274,7 +220,7 @@ class Writer:
         now = now_iso()
         async with self._pool.acquire() as conn, conn.transaction():
             keys = list(dict.fromkeys((op.tenant, op.entity_id) for op in ops))
-            rows = await conn.fetch(_SELECT_FOR_UPDATE, [k[0] for k in keys], [k[1] for k in keys])
+            rows = await conn.fetch(SELECT_FOR_UPDATE, [k[0] for k in keys], [k[1] for k in keys])
             plan = _Plan(now=now)
             for key in keys:
                 plan.slots[key] = _Slot(None, None, None)
@@ -296,10 +242,7 @@ class Writer:
         self.batches += 1
         self.ops_written += len(ops)
         self._known_tenants |= plan.tenants
-        if plan.learnt:
-            if len(self._sids) + len(plan.learnt) > _SID_CACHE_MAX:
-                self._sids.clear()
-            self._sids.update(plan.learnt)
+        self._sids.committed(plan.learnt)
         return plan.results
 
     async def _run_sql(self, conn: asyncpg.Connection, sql: str, args: list[Any],
@@ -407,9 +350,9 @@ class Writer:
 
         pks: dict[Key, int] = {k: s.pk for k, s in plan.slots.items() if s.pk is not None}
         if deletes:
-            await self._run_sql(conn, _DELETE, [deletes], hook_rows)
+            await self._run_sql(conn, DELETE, [deletes], hook_rows)
         if updates:
-            await self._run_sql(conn, _UPDATE, [
+            await self._run_sql(conn, UPDATE, [
                 [pk for pk, _ in updates],
                 [_encode_types(e.types) for _, e in updates],
                 [_encode_types(e.scope) for _, e in updates],
@@ -418,7 +361,7 @@ class Writer:
                 [e.doc() for _, e in updates],
             ], hook_rows)
         if inserts:
-            got = await self._run_sql(conn, _INSERT, [
+            got = await self._run_sql(conn, INSERT, [
                 [k[0] for k, _ in inserts],
                 [k[1] for k, _ in inserts],
                 [_encode_types(e.types) for _, e in inserts],
@@ -430,7 +373,7 @@ class Writer:
             pks.update({(r["tenant"], r["id"]): r["pk"] for r in got})
         if geo_changed:
             changed_pks = [pks[k] for k, _ in geo_changed]
-            await conn.execute(_GEO_DELETE, changed_pks)
+            await conn.execute(GEO_DELETE, changed_pks)
             g_pk: list[int] = []
             g_attr: list[str] = []
             g_wkb: list[bytes] = []
@@ -440,11 +383,13 @@ class Writer:
                     g_attr.append(attr)
                     g_wkb.append(wkb)
             if g_pk:
-                await conn.execute(_GEO_INSERT, g_pk, g_attr, g_wkb)
+                await conn.execute(GEO_INSERT, g_pk, g_attr, g_wkb)
         if plan.tenants:
-            await conn.execute(_TENANTS, sorted(plan.tenants))
+            await conn.execute(TENANTS, sorted(plan.tenants))
         if plan.history:
-            sids = await self._series(conn, plan)
+            keys = ((tenant, entity_id, attr) for tenant, entity_id, written in plan.history
+                    for attr in {attr for attr, _ in written})
+            sids, plan.learnt = await self._sids.resolve(conn, keys)
             try:
                 source = history_source(plan.history, sids, plan.now)
                 await conn.copy_to_table("attr_history", source=source,
@@ -453,35 +398,6 @@ class Writer:
                 # As when asyncpg encoded the rows: a data error, so each op is retried alone
                 # and only the offending one fails, as BadRequestData (_commit_batch).
                 raise asyncpg.exceptions.DataError(f"history row: {exc}") from exc
-
-    async def _series(self, conn: asyncpg.Connection, plan: _Plan) -> dict[SeriesKey, int]:
-        """The series id of every (tenant, entity, attribute) in ``plan.history``: from the
-        cache, else found or created in this transaction (one statement for all of them, a
-        second one only when another transaction created some at the same moment)."""
-        cache = self._sids
-        sids: dict[SeriesKey, int] = {}
-        missing: dict[SeriesKey, None] = {}  # ordered set
-        for tenant, entity_id, written in plan.history:
-            for attr in {attr for attr, _ in written}:
-                key = (tenant, entity_id, attr)
-                if key in sids or key in missing:
-                    continue
-                sid = cache.get(key)
-                if sid is None:
-                    missing[key] = None
-                else:
-                    sids[key] = sid
-        if missing:
-            keys = list(missing)
-            args = [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]]
-            got = await conn.fetch(_SERIES_ENSURE, *args)
-            if len(got) < len(keys):
-                got = await conn.fetch(_SERIES_SELECT, *args)
-            plan.learnt = {(r[1], r[2], r[3]): r[0] for r in got}
-            if len(plan.learnt) < len(keys):  # cannot happen: the insert waited for them
-                raise RuntimeError("history series could not be found nor created")
-            sids.update(plan.learnt)
-        return sids
 
 
 def _encode_types(values: list[str] | None) -> str | None:
