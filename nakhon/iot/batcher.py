@@ -10,15 +10,20 @@ previous one: batches grow with load, as in the storage writer's group commit.
 Each submission carries a callback called after the commit with its items' results; the MQTT
 consumer acknowledges there, so a message is acked only once its measurements are durable. A
 storage failure (database down) is retried with backoff rather than dropped: the callbacks wait,
-nothing is acked, and whatever the broker still holds is redelivered after a restart.
+nothing is acked, and whatever the broker still holds is redelivered after a restart. Any
+other failure is a defect one measurement triggers: the batch is split until that measurement
+is alone, and it alone is refused (dead-lettered), so a poisoned message cannot stall ingest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+
+import asyncpg
 
 from nakhon.core.errors import NgsiError
 from nakhon.core.logs import get_logger
@@ -140,7 +145,36 @@ class Batcher:
             except Exception as exc:
                 if self._stopping:
                     raise
+                if not transient(exc):
+                    return await self._isolate(items, exc)
                 self._stats.counters["retries"] += 1
                 log.warning("iot write failed; retrying", error=str(exc), delay=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    async def _isolate(self, items: list[Measurement], exc: Exception) -> Results:
+        """A failure that is not the storage being unreachable: a defect some measurement
+        triggers. Retrying the batch would fail forever and stall all ingest behind it, so
+        each item is written alone (halves first: one poisoned item among thousands costs
+        about 2·log2(n) writes); the item that still fails alone gets the error (counted,
+        dead-lettered, acknowledged like a refused write), the others are written."""
+        if len(items) == 1:
+            log.error("iot measurement could not be written", error=repr(exc),
+                      entity=items[0].entity_id)
+            return [exc]
+        half = len(items) // 2
+        return [*await self._write_with_retry(items[:half]),
+                *await self._write_with_retry(items[half:])]
+
+
+def transient(exc: BaseException) -> bool:
+    """Is this the storage being unreachable or busy for a while (retry the batch as it is),
+    rather than a defect some measurement triggers? Connection and I/O errors, timeouts,
+    SQLite's operational errors (locked, disk I/O) and PostgreSQL's connection-class errors."""
+    if isinstance(exc, (OSError, TimeoutError, sqlite3.OperationalError)):
+        return True
+    return isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                            asyncpg.exceptions.CannotConnectNowError,
+                            asyncpg.exceptions.TooManyConnectionsError,
+                            asyncpg.exceptions.OperatorInterventionError,
+                            asyncpg.exceptions.InsufficientResourcesError))
