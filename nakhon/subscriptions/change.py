@@ -22,14 +22,18 @@ def _same(a: Instance, b: Instance) -> bool:
     for k, v in a.items():
         if k not in _SYSTEM and (k not in b or not (b[k] is v or b[k] == v)):
             return False
-    return all(k in a or k in _SYSTEM for k in b)
+    # A loop rather than all(genexpr): no generator per change.
+    for k in b:  # noqa: SIM110
+        if k not in a and k not in _SYSTEM:
+            return False
+    return True
 
 
 class ChangeInfo:
     """One change, classified: entity event and per-attribute events (computed once)."""
 
-    __slots__ = ("_triggered", "attr_events", "created", "deleted", "entity", "outcome",
-                 "previous")
+    __slots__ = ("_gone", "_triggered", "_triggers", "_watched", "attr_events", "created",
+                 "deleted", "entity", "outcome", "previous")
 
     def __init__(self, outcome: Outcome) -> None:
         self.outcome = outcome
@@ -37,49 +41,70 @@ class ChangeInfo:
         self.deleted = outcome.deleted
         self.previous = outcome.previous
         self.entity: Entity = outcome.entity or outcome.previous  # type: ignore[assignment]
-        self.attr_events: dict[str, str] = {}
-        self._triggered: dict[tuple[frozenset[str], frozenset[str] | None], bool] = {}
+        events: dict[str, str] = {}
+        self.attr_events = events
+        self._gone = False  # any attributeDeleted among them (most changes have none)
+        # The last (triggers, watched) decided and its answer: subscriptions mostly share
+        # their triggers (the very same frozensets when parsed alike), so one slot serves
+        # them without a dict per change; other ones are simply decided again.
+        self._triggers: frozenset[str] | None = None
+        self._watched: frozenset[str] | None = None
+        self._triggered = False
         if self.deleted:
             return
         before = {} if self.created or self.previous is None else self.previous.attrs
-        now = outcome.entity.attrs if outcome.entity is not None else {}
         for iri, inst in outcome.changed:
-            if iri in self.attr_events:
+            if iri in events:
                 continue
             old = before.get(iri)
             if old is None:
-                self.attr_events[iri] = "attributeCreated"
+                events[iri] = "attributeCreated"
                 continue
             ds = inst.get("datasetId")
-            prior = next((i for i in old if i.get("datasetId") == ds), None)
+            prior = None
+            for i in old:  # a loop, not next(genexpr): this runs for every change written
+                if i.get("datasetId") == ds:
+                    prior = i
+                    break
             if prior is None:
-                self.attr_events[iri] = "attributeCreated"
+                events[iri] = "attributeCreated"
             elif not _same(prior, inst):
-                self.attr_events[iri] = "attributeUpdated"
-        for iri in outcome.removed:
-            if iri not in now:
-                self.attr_events[iri] = "attributeDeleted"
-            elif iri not in self.attr_events:
-                kept = {i.get("datasetId") for i in now[iri]}
-                if any(i.get("datasetId") not in kept for i in before.get(iri, ())):
-                    self.attr_events[iri] = "attributeDeleted"
+                events[iri] = "attributeUpdated"
+        if outcome.removed:
+            now = outcome.entity.attrs if outcome.entity is not None else {}
+            for iri in outcome.removed:
+                if iri not in now:
+                    events[iri] = "attributeDeleted"
+                    self._gone = True
+                elif iri not in events:
+                    kept = {i.get("datasetId") for i in now[iri]}
+                    if any(i.get("datasetId") not in kept for i in before.get(iri, ())):
+                        events[iri] = "attributeDeleted"
+                        self._gone = True
 
     def _trigger(self, triggers: frozenset[str], watched: frozenset[str] | None) -> bool:
         if self.deleted:
             return "entityDeleted" in triggers
         if self.created and "entityCreated" in triggers:
             return True
-        return any(event in triggers and (watched is None or iri in watched)
-                   for iri, event in self.attr_events.items())
+        for iri, event in self.attr_events.items():
+            if event in triggers and (watched is None or iri in watched):
+                return True
+        return False
+
+    def triggered(self, sub: Subscription) -> bool:
+        """Does this change meet the subscription's triggers and watched attributes?"""
+        triggers, watched = sub.triggers, sub.watched
+        if triggers is self._triggers and watched is self._watched:
+            return self._triggered
+        self._triggers, self._watched = triggers, watched
+        self._triggered = triggered = self._trigger(triggers, watched)
+        return triggered
 
     def fires(self, sub: Subscription, group: Group | None = None) -> bool:
         """Does this change meet the subscription's triggers, watched attributes and filters?
         ``group``: the sealed group of ``sub``, with what is prepared once per subscription."""
-        key = (sub.triggers, sub.watched)
-        triggered = self._triggered.get(key)
-        if triggered is None:  # many subscriptions share their triggers: decided once each
-            triggered = self._triggered[key] = self._trigger(*key)
-        if not triggered:
+        if not self.triggered(sub):
             return False
         entity = self.entity
         # Candidates come from the type index, so plain type selectors have matched already.
@@ -116,7 +141,7 @@ class ChangeInfo:
         if previous and self.previous is not None and self.attr_events:
             before = self.previous.attrs
             doc["previous"] = {iri: before[iri] for iri in self.attr_events if iri in before}
-        deleted = [iri for iri, ev in self.attr_events.items() if ev == "attributeDeleted"]
-        if deleted:
-            doc["deletedAttrs"] = deleted
+        if self._gone:
+            doc["deletedAttrs"] = [iri for iri, ev in self.attr_events.items()
+                                   if ev == "attributeDeleted"]
         return doc

@@ -58,9 +58,15 @@ class Group:
     expiry: str | None = None  # the earliest expiresAt among the plain ones
     by_type_only: bool = False
     q: Callable[[Entity], bool] | None = None  # sub.q, prepared (nakhon.subscriptions.qfast)
+    # Only the triggers left to check: type selectors alone (the index matched them already),
+    # no q, scopeQ or geoQ — the common dashboard subscription.
+    triggers_only: bool = False
 
     def seal(self) -> None:
-        self.by_type_only = self.sub.by_type_only
+        sub = self.sub
+        self.by_type_only = sub.by_type_only
+        self.triggers_only = (sub.by_type_only and sub.q is None and sub.scope_q is None
+                              and sub.geo is None)
         if self.sub.q is not None:
             self.q = prepare_q(self.sub.q)
         for entry in self.entries:
@@ -251,16 +257,24 @@ class OutboxHook:
         out: list[list[Any]] = []
         fired_all: set[int] = set()
         show = self.registry.show_changes
+        match = self._match
+        # Most changes of a batch fire the very same list (a group's precomputed ``plain``,
+        # shared, never mutated): what depends on the pks alone is done once per list.
+        last_pks: list[int] | None = None
+        previous = False
         for tenant, _eid, outcome in changes:
             tindex = index.get(tenant)
             if tindex is None:
                 continue
-            fired = self._match(tindex, outcome, now)
+            fired = match(tindex, outcome, now)
             if fired:
                 info, pks = fired
-                # Previous values only serve showChanges: without it the row is about half.
-                out.append([pks, info.payload(now, previous=not show.isdisjoint(pks))])
-                fired_all.update(pks)
+                if pks is not last_pks:
+                    last_pks = pks
+                    # Previous values only serve showChanges: without it the row is about half.
+                    previous = not show.isdisjoint(pks)
+                    fired_all.update(pks)
+                out.append([pks, info.payload(now, previous=previous)])
         if not out:
             return ()
         self._pending |= fired_all
@@ -286,13 +300,20 @@ class OutboxHook:
         fired: list[int] = []
         for group in groups:
             try:
-                if not info.fires(group.sub, group):
+                if group.triggers_only:
+                    if not info.triggered(group.sub):
+                        continue
+                elif not info.fires(group.sub, group):
                     continue
             except Exception:  # a filter that cannot evaluate this entity does not match it
                 log.exception("subscription filter failed", subscription=group.sub.id)
                 continue
             if group.plain:
                 if group.expiry is None or now < group.expiry:
+                    if not fired and not group.checked and len(groups) == 1:
+                        # The only group, all plain: its list itself (shared by every change
+                        # it fires and never mutated; ``rows`` relies on the identity).
+                        return info, group.plain
                     fired.extend(group.plain)
                 else:
                     fired.extend(e.pk for e in group.entries
