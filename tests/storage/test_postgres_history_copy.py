@@ -15,7 +15,7 @@ import pytest
 
 from nakhon.core.errors import BadRequestData
 from nakhon.storage.base import Mutation, Outcome, WriteOp
-from nakhon.storage.postgres import PostgresStorage
+from nakhon.storage.postgres import PostgresStorage, codec
 from nakhon.storage.postgres.codec import history_copy, time_field
 
 from .test_contract import ent, prop
@@ -96,8 +96,14 @@ def test_rows_encode_each_time_once_and_keep_odd_ones() -> None:
                           "1999-12-31T23:59:59.999999"}
 
 
-@pytest.fixture
-async def store(pg_dsn: str, schema: str) -> AsyncIterator[PostgresStorage]:
+@pytest.fixture(params=["whole", "streamed"])
+async def store(
+    pg_dsn: str, schema: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[PostgresStorage]:
+    """The engine, sending its history rows at once (ingest-sized batches) or streamed in
+    chunks of 2 rows (as a backfill's tens of thousands are)."""
+    if request.param == "streamed":
+        monkeypatch.setattr(codec, "COPY_CHUNK_ROWS", 2)
     storage = PostgresStorage(pg_dsn, schema=schema)
     await storage.open()
     try:
@@ -155,7 +161,8 @@ async def test_the_server_reads_back_what_was_written(store: PostgresStorage) ->
 async def test_a_row_that_cannot_be_encoded_fails_only_its_own_operation(
     store: PostgresStorage,
 ) -> None:
-    # Five good rows before the bad one: nothing of the operation may be kept.
+    # Five good rows before the bad one (streamed: it fails in the third chunk, mid-COPY):
+    # nothing of the operation may be kept.
     bad = {TEMP: [*({"type": "Property", "value": k, "observedAt": f"2024-05-01T10:0{k}:00Z"}
                     for k in range(5)),
                   {"type": "Property", "value": "\ud800", "observedAt": "2024-05-01T10:06:00Z"}]}
