@@ -89,9 +89,14 @@ class Api:
         return getattr(self.client, name)
 
 
-async def _app_client(url: str, data_dir: Path, auth: str) -> AsyncIterator[httpx.AsyncClient]:
+async def _app_client(
+    url: str, data_dir: Path, auth: str, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app on ``url`` in this process (lifespan run), as an httpx client; ``overrides``
+    are further settings (e.g. ``notify_mode``)."""
     settings = load_settings(
-        env={}, database_url=url, data_dir=data_dir, auth=auth, max_body_bytes=262144
+        env={}, database_url=url, data_dir=data_dir, auth=auth, max_body_bytes=262144,
+        **overrides,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -22,8 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from nakhon.app import create_app
-from nakhon.config import load_settings
+from tests.conftest import _app_client
 from tests.subscriptions.conftest import sensor, subscription
 from tests.subscriptions.receiver import Receiver
 
@@ -44,17 +43,6 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         pytest.skip("PostgreSQL is not reachable")
     async with temporary_database("nakhon_notify") as dsn:
         yield dsn
-
-
-async def _server(url: str, data_dir: Path, mode: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = load_settings(env={}, database_url=url, data_dir=data_dir, auth="off",
-                             notify_mode=mode)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://nakhon.test") as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
 
 
 async def _notify(url: str, data_dir: Path) -> asyncio.subprocess.Process:
@@ -112,7 +100,7 @@ async def _stats(client: httpx.AsyncClient, sub_id: str, sent: int) -> dict[str,
 
 async def test_a_delivering_process_of_its_own(db_url: str, tmp_path: Path,
                                                receiver: Receiver) -> None:
-    gen = _server(db_url, tmp_path, "external")
+    gen = _app_client(db_url, tmp_path, "off", notify_mode="external")
     client = await gen.__anext__()
     first = await _notify(db_url, tmp_path)
     second: asyncio.subprocess.Process | None = None
@@ -178,7 +166,7 @@ async def test_a_delivering_process_of_its_own(db_url: str, tmp_path: Path,
 async def test_serve_starts_and_stops_its_delivering_process(
     db_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:
-    gen = _server(db_url, tmp_path, "process")
+    gen = _app_client(db_url, tmp_path, "off", notify_mode="process")
     client = await gen.__anext__()
     stopped = False
     try:
@@ -238,7 +226,7 @@ async def test_api_updates_and_deletions_reach_the_delivering_process(
 ) -> None:
     other = Receiver()
     await other.start()
-    gen = _server(db_url, tmp_path, "external")
+    gen = _app_client(db_url, tmp_path, "off", notify_mode="external")
     client = await gen.__anext__()
     proc = await _notify(db_url, tmp_path)
     try:

@@ -197,11 +197,8 @@ def history_copy(
         else:
             raw = str(dataset).encode()
             dataset_field = _LENGTH.pack(len(raw)) + raw
-        value = inst.get("value")
-        if value.__class__ is float or (value.__class__ is int):
-            num_field = float8(8, value)
-        else:
-            num_field = _NULL if (number := numeric(inst)) is None else float8(8, number)
+        number = numeric(inst)
+        num_field = _NULL if number is None else float8(8, number)
         doc = dumps(inst)
         out.append(b"".join((head, dataset_field, observed, modified_field,
                              jsonb_head(len(doc) + 1, 1), doc,
